@@ -1,0 +1,101 @@
+"""Split one HTTP request into the parts detection scans.
+
+Shared by every source that yields HTTP (pcap via the HTTP/1 parser, HAR, later HTTP/2 and flows),
+so a request gives the same parts whichever format it arrived in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from phonehome.model import (
+    WHERE_BODY,
+    WHERE_COOKIE,
+    WHERE_PATH,
+    WHERE_QUERY,
+    Part,
+    header_where,
+)
+
+# Headers whose value says nothing about the owner and appears on every request; scanning them
+# only costs time. Everything else is scanned, including ones no list anticipates.
+_NOT_SCANNED = frozenset({b"content-length", b"connection", b"transfer-encoding", b"content-encoding"})
+
+
+def _b(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Path and query of a request target (origin-form or absolute-form), fragment dropped."""
+    if target.startswith((b"http://", b"https://")):
+        parts = urlsplit(target)
+        return parts.path or b"/", parts.query
+    target = target.split(b"#", 1)[0]
+    path, _, query = target.partition(b"?")
+    return path, query
+
+
+def split_multipart(body: bytes, content_type: str) -> list[tuple[bytes, str | None]] | None:
+    """The sections of a multipart body as (bytes, content type), or None if it is not one."""
+    boundary = None
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "boundary":
+            boundary = value.strip().strip('"')
+    if not boundary:
+        return None
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
+    sections: list[tuple[bytes, str | None]] = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, data = chunk.partition(b"\n\n")
+        ctype = None
+        for line in head.splitlines():
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-type":
+                ctype = value.strip().decode("latin-1")
+        # A section header may carry a value too (a file name in Content-Disposition).
+        if head.strip():
+            sections.append((head.strip(), "multipart-header"))
+        sections.append((data.removesuffix(b"\r\n").removesuffix(b"\n"), ctype))
+    return sections
+
+
+def request_parts(
+    target: str | bytes,
+    headers: Iterable[tuple[str | bytes, str | bytes]],
+    body: bytes,
+) -> tuple[Part, ...]:
+    """Parts of a request: path, query, each header, each cookie, and the body (or its sections)."""
+    path, query = split_target(_b(target))
+    parts: list[Part] = [Part(WHERE_PATH, path)]
+    if query:
+        parts.append(Part(WHERE_QUERY, query))
+    content_type: str | None = None
+    for raw_name, raw_value in headers:
+        name = _b(raw_name).strip().lower()
+        value = _b(raw_value).strip()
+        if name in _NOT_SCANNED or not value:
+            continue
+        if name == b"cookie":
+            for cookie in value.split(b";"):
+                if cookie.strip():
+                    parts.append(Part(WHERE_COOKIE, cookie.strip()))
+            continue
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        parts.append(Part(header_where(name.decode("latin-1")), value))
+    if body:
+        sections = None
+        if content_type and content_type.lower().startswith("multipart/"):
+            sections = split_multipart(body, content_type)
+        if sections:
+            parts.extend(Part(WHERE_BODY, data, ctype) for data, ctype in sections if data)
+        else:
+            parts.append(Part(WHERE_BODY, body, content_type))
+    return tuple(parts)
