@@ -1,0 +1,141 @@
+"""Peel the layers apps wrap data in: URL-encoding, JSON escapes, base64, hex, compression.
+
+Each decoder is a table entry: a cheap test of whether it could apply, and a function that yields
+decoded views of the bytes. Views are peeled recursively up to a depth and a total-size budget, so
+base64 of gzip of JSON carrying an IMEI is found, and a decompression bomb or a base64 tower is
+stopped with a warning rather than followed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from phonehome.protocols.compression import decompress, sniff_compression
+
+MAX_DEPTH = 4
+MAX_TOKENS = 64  # base64/hex tokens decoded per view
+MIN_B64 = 12  # characters of the base64 alphabet, padding not counted (9 bytes)
+# Inside a view that was itself decoded, short tokens are worth trying: the bytes are known to be
+# encoded, and the view is small.
+MIN_B64_NESTED = 8
+MIN_HEX = 16
+
+
+@dataclass(slots=True)
+class Budget:
+    """What one part may cost to peel: decoded bytes in total and views produced."""
+
+    bytes_left: int = 16 << 20
+    views_left: int = 512
+    warnings: list[str] | None = None
+
+    def warn(self, message: str) -> None:
+        if self.warnings is None:
+            self.warnings = []
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+
+_PERCENT = re.compile(rb"%[0-9A-Fa-f]{2}")
+_JSON_ESCAPE = re.compile(rb"\\u[0-9A-Fa-f]{4}|\\[/\"\\bfnrt]")
+_B64_TOKEN = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64)
+_B64_TOKEN_NESTED = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64_NESTED)
+_HEX_TOKEN = re.compile(rb"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){%d,}(?![0-9A-Fa-f])" % (MIN_HEX // 2))
+_JSON_SIMPLE = {b"/": b"/", b'"': b'"', b"\\": b"\\", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
+
+
+def _url(data: bytes, _budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
+    # Only where a %XX escape shows the bytes really are URL-encoded: '+' alone is too common
+    # (base64, phone numbers) to decode on its own, and decoding it twice would turn "%2B" into " ".
+    if b"%" in data and _PERCENT.search(data):
+        yield "url", unquote_to_bytes(data.replace(b"+", b" "))
+
+
+def _json_unescape_one(m: re.Match[bytes]) -> bytes:
+    text = m.group()
+    if text[1:2] == b"u":
+        code = int(text[2:], 16)
+        if 0xD800 <= code <= 0xDFFF:
+            return text  # a lone surrogate half: leave it as written
+        return chr(code).encode("utf-8")
+    return _JSON_SIMPLE[text[1:2]]
+
+
+def _json(data: bytes, _budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
+    if b"\\" in data and _JSON_ESCAPE.search(data):
+        yield "json", _JSON_ESCAPE.sub(_json_unescape_one, data)
+
+
+def _base64(data: bytes, budget: Budget, depth: int) -> Iterator[tuple[str, bytes]]:
+    for count, m in enumerate((_B64_TOKEN_NESTED if depth else _B64_TOKEN).finditer(data)):
+        if count >= MAX_TOKENS:
+            budget.warn(f"more than {MAX_TOKENS} base64 tokens in one part; the rest not decoded")
+            return
+        token = m.group().rstrip(b"=")
+        if token.isdigit():
+            continue  # a long number, not base64
+        token = token[: len(token) - len(token) % 4 if len(token) % 4 == 1 else len(token)]
+        padded = token + b"=" * (-len(token) % 4)
+        try:
+            if b"-" in token or b"_" in token:
+                decoded = base64.urlsafe_b64decode(padded)
+            else:
+                decoded = base64.b64decode(padded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        yield "base64", decoded
+
+
+def _hex(data: bytes, budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
+    for count, m in enumerate(_HEX_TOKEN.finditer(data)):
+        if count >= MAX_TOKENS:
+            budget.warn(f"more than {MAX_TOKENS} hex tokens in one part; the rest not decoded")
+            return
+        token = m.group()
+        if token.isdigit():
+            continue
+        yield "hex", bytes.fromhex(token.decode("ascii"))
+
+
+def _compressed(data: bytes, budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
+    kind = sniff_compression(data)
+    if kind is None:
+        return
+    out, warning = decompress("deflate" if kind == "zlib" else kind, data, max(budget.bytes_left, 0))
+    if warning:
+        budget.warn(f"{kind}: {warning}")
+    if out:
+        yield kind, out
+
+
+# Order matters only for which chain is reported first; every decoder is tried on every view.
+DECODERS: tuple[Callable[[bytes, Budget, int], Iterator[tuple[str, bytes]]], ...] = (
+    _compressed,
+    _url,
+    _json,
+    _base64,
+    _hex,
+)
+
+
+def peel(data: bytes, budget: Budget, depth: int = 0) -> Iterator[tuple[tuple[str, ...], bytes]]:
+    """Every decoded view of ``data`` below the top one, with the chain of layers (outermost first)."""
+    if depth >= MAX_DEPTH:
+        return
+    for decoder in DECODERS:
+        for layer, view in decoder(data, budget, depth):
+            if view == data or not view:
+                continue
+            if budget.views_left <= 0 or budget.bytes_left < len(view):
+                budget.warn("decoding budget for one part spent; deeper layers not decoded")
+                return
+            budget.views_left -= 1
+            budget.bytes_left -= len(view)
+            yield (layer,), view
+            for chain, inner in peel(view, budget, depth + 1):
+                yield (layer, *chain), inner

@@ -1,0 +1,120 @@
+"""One pass over the bytes for every literal needle at once.
+
+Hyperscan (or Vectorscan, its portable fork, through the ``hyperscan`` package) compiles all
+needles into one automaton; where it cannot load, a pure-Python Aho-Corasick automaton gives the
+same matches, slower. Both report ``(pattern index, end offset)`` for every occurrence,
+overlapping ones included, so callers never depend on which engine ran.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Engine(Protocol):
+    name: str
+
+    def scan(self, data: bytes) -> list[tuple[int, int]]:
+        """Every (pattern index, end offset) of ``data``, in no particular order."""
+        ...
+
+
+class AhoCorasick:
+    """Aho-Corasick automaton (Aho & Corasick 1975) over bytes, with dictionary-suffix links."""
+
+    name = "aho-corasick"
+
+    def __init__(self, patterns: Sequence[bytes]) -> None:
+        goto: list[dict[int, int]] = [{}]
+        out: list[list[int]] = [[]]
+        for idx, pattern in enumerate(patterns):
+            state = 0
+            for byte in pattern:
+                nxt = goto[state].get(byte)
+                if nxt is None:
+                    nxt = len(goto)
+                    goto[state][byte] = nxt
+                    goto.append({})
+                    out.append([])
+                state = nxt
+            out[state].append(idx)
+        fail = [0] * len(goto)
+        queue: deque[int] = deque(goto[0].values())
+        while queue:
+            state = queue.popleft()
+            for byte, nxt in goto[state].items():
+                queue.append(nxt)
+                f = fail[state]
+                while f and byte not in goto[f]:
+                    f = fail[f]
+                target = goto[f].get(byte, 0)
+                fail[nxt] = target if target != nxt else 0
+                out[nxt] = out[nxt] + out[fail[nxt]]
+        self._goto = goto
+        self._fail = fail
+        self._out = out
+
+    def scan(self, data: bytes) -> list[tuple[int, int]]:
+        goto, fail, out = self._goto, self._fail, self._out
+        hits: list[tuple[int, int]] = []
+        state = 0
+        for pos, byte in enumerate(data):
+            nxt = goto[state].get(byte)
+            while nxt is None and state:
+                state = fail[state]
+                nxt = goto[state].get(byte)
+            state = nxt or 0
+            if out[state]:
+                hits.extend((idx, pos + 1) for idx in out[state])
+        return hits
+
+
+class Hyperscan:
+    """Hyperscan block-mode database of literal patterns."""
+
+    name = "hyperscan"
+
+    def __init__(self, patterns: Sequence[bytes]) -> None:
+        import hyperscan
+
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        if patterns:
+            self._db.compile(
+                expressions=list(patterns),
+                ids=list(range(len(patterns))),
+                elements=len(patterns),
+                flags=[0] * len(patterns),
+                literal=True,
+            )
+        self._empty = not patterns
+
+    def scan(self, data: bytes) -> list[tuple[int, int]]:
+        if self._empty or not data:
+            return []
+        hits: list[tuple[int, int]] = []
+        append = hits.append
+
+        def on_match(idx: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
+            append((idx, end))
+
+        self._db.scan(data, match_event_handler=on_match)
+        return hits
+
+
+def hyperscan_available() -> bool:
+    try:
+        import hyperscan  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_engine(patterns: Sequence[bytes], prefer: str = "auto") -> Engine:
+    """The fastest engine that loads here; ``prefer`` = "hyperscan", "aho-corasick" or "auto"."""
+    if prefer in ("auto", "hyperscan") and hyperscan_available():
+        return Hyperscan(patterns)
+    if prefer == "hyperscan":
+        raise RuntimeError("the hyperscan package cannot be loaded on this machine")
+    return AhoCorasick(patterns)

@@ -1,0 +1,170 @@
+"""Find every needle in one part of a message, through every layer of encoding.
+
+The :class:`Detector` is built once per profile. For each part it scans the bytes as sent and
+every view the decoders peel off them, with one multi-pattern pass per view plus a digest-token
+lookup, and reports each identifier once per (part, encoding chain) with its evidence.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from phonehome.detect.decoders import Budget, peel
+from phonehome.detect.matcher import Engine, build_engine
+from phonehome.detect.needles import IdentifierLike, Needle, NeedleSet
+
+EVIDENCE_CONTEXT = 40
+# Decoders that rewrite a view in place rather than extract new bytes from it.
+IN_PLACE = frozenset({"url", "json"})
+
+# Digests travel as hex (32/40/64 characters) or base64 (22-24/27-28/43-44 characters).
+_HEX_DIGEST = re.compile(rb"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9A-Za-z])")
+_B64_DIGEST = re.compile(
+    rb"(?<![A-Za-z0-9+/_-])(?:[A-Za-z0-9+/_-]{43}=?|[A-Za-z0-9+/_-]{27}=?|[A-Za-z0-9+/_-]{22}(?:==)?)"
+    rb"(?![A-Za-z0-9+/=_-])"
+)
+_DIGITS = frozenset(b"0123456789")
+_ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    ident: int
+    form: str
+    encoding: str  # the full chain, outermost first: "base64(gzip(md5))"
+    evidence: str
+
+
+def wrap_chain(layers: Sequence[str], inner: str) -> str:
+    """``("base64", "gzip")`` around ``"md5"`` gives ``"base64(gzip(md5))"``; "plain" is the identity."""
+    text = "" if inner == "plain" else inner
+    for layer in reversed(layers):
+        text = f"{layer}({text})" if text else layer
+    return text or "plain"
+
+
+_PRINTABLE = frozenset(range(0x20, 0x7F)) - {ord("\\")}
+
+
+def escape_bytes(data: bytes) -> str:
+    """Bytes as text safe for any terminal or page: printable ASCII kept, the rest as \\xNN."""
+    return "".join(chr(b) if b in _PRINTABLE else f"\\x{b:02x}" for b in data)
+
+
+def evidence(data: bytes, start: int, end: int) -> str:
+    lo = max(0, start - EVIDENCE_CONTEXT)
+    hi = min(len(data), end + EVIDENCE_CONTEXT)
+    return (
+        ("…" if lo else "")
+        + escape_bytes(data[lo:start])
+        + "«"
+        + escape_bytes(data[start:end])
+        + "»"
+        + escape_bytes(data[end:hi])
+        + ("…" if hi < len(data) else "")
+    )
+
+
+def _edge_class(pattern: bytes) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """Which neighbouring bytes would make a match part of a longer token, for each edge."""
+    core = pattern.lstrip(b"+")
+    all_digits = bool(core) and all(b in _DIGITS for b in core)
+
+    def cls(byte: int) -> frozenset[int] | None:
+        if byte in _DIGITS:
+            return _DIGITS if all_digits else _ALNUM
+        if byte in _ALNUM:
+            return _ALNUM
+        return None
+
+    return cls(pattern[0]), cls(pattern[-1])
+
+
+class Detector:
+    """Everything needed to scan for one profile's identifiers."""
+
+    def __init__(self, identifiers: Sequence[IdentifierLike], engine: str = "auto") -> None:
+        self.needle_set = NeedleSet(identifiers)
+        self.identifiers = self.needle_set.identifiers
+        # Identical patterns (two contacts sharing a number) share one automaton entry.
+        index: dict[bytes, list[Needle]] = {}
+        for needle in self.needle_set.needles:
+            index.setdefault(needle.pattern, []).append(needle)
+        self._patterns = list(index)
+        self._by_pattern = [index[p] for p in self._patterns]
+        self._lengths = [len(p) for p in self._patterns]
+        self._edges = [_edge_class(p) for p in self._patterns]
+        self.engine: Engine = build_engine(self._patterns, engine)
+        self.digests = self.needle_set.digests
+
+    def scan(self, data: bytes) -> tuple[list[Hit], list[str]]:
+        """Hits in ``data`` and in every layer peeled from it, and the decoding warnings."""
+        budget = Budget()
+        found: dict[tuple[int, str], Hit] = {}
+        top = self._scan_view(data, ())
+        for hit in top:
+            found.setdefault((hit.ident, hit.encoding), hit)
+        # A view decoded in place (URL, JSON escapes) still holds everything its parent held; it
+        # reports only what the parent did not already show, so URL-decoding a query that carries
+        # a plain IMEI adds no "url" finding. Extracted views (base64, hex, compressed) are new bytes.
+        seen: dict[tuple[str, ...], set[int]] = {(): {h.ident for h in top}}
+        for chain, view in peel(data, budget):
+            hits = self._scan_view(view, chain)
+            parent = seen.get(chain[:-1], set()) if chain[-1] in IN_PLACE else set()
+            for hit in hits:
+                if hit.ident not in parent:
+                    found.setdefault((hit.ident, hit.encoding), hit)
+            seen[chain] = {hit.ident for hit in hits} | parent
+        return list(found.values()), budget.warnings or []
+
+    def _scan_view(self, data: bytes, chain: tuple[str, ...]) -> list[Hit]:
+        if not data:
+            return []
+        size = len(data)
+        # (ident, start, end, form, encoding) of every acceptable match in this view.
+        spans: list[tuple[int, int, int, str, str]] = []
+        for pid, end in self.engine.scan(data):
+            start = end - self._lengths[pid]
+            before, after = self._edges[pid]
+            needles = self._by_pattern[pid]
+            if needles[0].boundary and (
+                (before is not None and start > 0 and data[start - 1] in before)
+                or (after is not None and end < size and data[end] in after)
+            ):
+                continue
+            spans.extend((n.ident, start, end, n.form, n.encoding) for n in needles)
+        if self.digests:
+            spans.extend(self._scan_digests(data))
+        # One occurrence is one hit: a match inside a longer match of the same identifier (the
+        # digits of "%2B919876543210" inside its URL-encoded E.164 form) is the same leak.
+        spans.sort(key=lambda s: (s[0], s[1], -s[2]))
+        hits: list[Hit] = []
+        last_ident, last_end = -1, -1
+        for ident, start, end, form, encoding in spans:
+            if ident == last_ident and end <= last_end:
+                continue
+            last_ident, last_end = ident, max(end, last_end) if ident == last_ident else end
+            hits.append(Hit(ident, form, wrap_chain(chain, encoding), evidence(data, start, end)))
+        return hits
+
+    def _scan_digests(self, data: bytes) -> list[tuple[int, int, int, str, str]]:
+        spans: list[tuple[int, int, int, str, str]] = []
+        table = self.digests
+        for m in _HEX_DIGEST.finditer(data):
+            entries = table.get(bytes.fromhex(m.group().decode("ascii")))
+            if entries:
+                spans.extend((e.ident, m.start(), m.end(), e.form, e.encoding) for e in entries)
+        for m in _B64_DIGEST.finditer(data):
+            token = m.group().rstrip(b"=")
+            try:
+                raw = base64.urlsafe_b64decode(token.replace(b"+", b"-").replace(b"/", b"_") + b"==")
+            except (binascii.Error, ValueError):
+                continue
+            entries = table.get(raw)
+            if entries:
+                spans.extend((e.ident, m.start(), m.end(), e.form, f"base64({e.encoding})") for e in entries)
+        return spans

@@ -1,0 +1,245 @@
+"""Every identifier kind, through every encoding chain, is found; look-alikes are not."""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Callable
+from urllib.parse import quote
+
+import pytest
+from factories import SAMPLES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phonehome.detect.forms import forms_of
+from phonehome.detect.matcher import hyperscan_available
+from phonehome.detect.scan import Detector, escape_bytes, evidence, wrap_chain
+from phonehome.profile import Identifier
+
+ENGINES = ["aho-corasick", *(["hyperscan"] if hyperscan_available() else [])]
+KINDS = sorted(SAMPLES)
+
+
+def _md5(b: bytes) -> bytes:
+    return hashlib.md5(b, usedforsecurity=False).digest()
+
+
+def _sha1(b: bytes) -> bytes:
+    return hashlib.sha1(b, usedforsecurity=False).digest()
+
+
+def _sha256(b: bytes) -> bytes:
+    return hashlib.sha256(b).digest()
+
+
+def _b64_token(b: bytes) -> bytes:
+    return base64.b64encode(b)
+
+
+# (expected chain, how the value goes on the wire). Each produces a token that the test embeds
+# between delimiters, as a query parameter or JSON field would.
+CHAINS: dict[str, Callable[[bytes], bytes]] = {
+    "plain": lambda v: v,
+    "url": lambda v: quote(v.decode(), safe="").encode() if quote(v.decode(), safe="") != v.decode() else None,  # type: ignore[return-value]
+    "base64": _b64_token,
+    "hex": lambda v: v.hex().encode(),
+    "md5": lambda v: _md5(v).hex().encode(),
+    "sha1": lambda v: _sha1(v).hex().upper().encode(),
+    "sha256": lambda v: _sha256(v).hex().encode(),
+    "base64(md5)": lambda v: base64.b64encode(_md5(v)),
+    "base64(sha1)": lambda v: base64.urlsafe_b64encode(_sha1(v)).rstrip(b"="),
+    "base64(sha256)": lambda v: base64.b64encode(_sha256(v)),
+    "sha256(md5)": lambda v: _sha256(_md5(v).hex().encode()).hex().encode(),
+    "md5(sha1)": lambda v: _md5(_sha1(v).hex().encode()).hex().encode(),
+    "sha1(sha256-upper)": lambda v: _sha1(_sha256(v).hex().upper().encode()).hex().encode(),
+    "base64(gzip)": lambda v: base64.b64encode(gzip.compress(json.dumps({"id": v.decode()}).encode(), mtime=0)),
+    "base64(zlib)": lambda v: base64.urlsafe_b64encode(zlib.compress(b"id=" + v)),
+    "url(base64)": lambda v: quote(base64.b64encode(b"\x00\x01id=" + v + b"&").decode(), safe="").encode(),
+    "json": lambda v: "".join(f"\\u{ord(c):04x}" for c in v.decode()).encode(),
+    "base64(base64)": lambda v: base64.b64encode(base64.b64encode(b"{" + v + b"}")),
+}
+
+
+def _wire(kind: str, chain: str) -> tuple[bytes, Identifier] | None:
+    ident = SAMPLES[kind]
+    form = forms_of(ident.kind, ident.value, ident.region)[0][1].encode()
+    token = CHAINS[chain](form)
+    if token is None:
+        return None
+    return token, ident
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def detector(request: pytest.FixtureRequest) -> Detector:
+    return Detector(list(SAMPLES.values()), request.param)
+
+
+def _accepted(chain: str) -> set[str]:
+    # URL-encoding base64 only touches "+/=": the alignment needles may see the value through it.
+    return {chain, "base64"} if chain == "url(base64)" else {chain}
+
+
+# Every (kind, chain) pair whose wire form differs from the plain one (URL-encoding leaves an
+# IMEI as it is, so that pair is the plain case again).
+PAIRS = [(k, c) for k in KINDS for c in sorted(CHAINS) if _wire(k, c) is not None]
+
+
+@pytest.mark.parametrize(("kind", "chain"), PAIRS)
+def test_every_chain_for_every_kind(detector: Detector, kind: str, chain: str) -> None:
+    made = _wire(kind, chain)
+    assert made is not None
+    token, ident = made
+    data = b'{"v":"' + token + b'","t":1700000000}' if chain != "url" else b"a=1&v=" + token + b"&b=2"
+    hits, _warnings = detector.scan(data)
+    found = {(detector.identifiers[h.ident].label, h.encoding) for h in hits}
+    assert any((ident.label, c) in found for c in _accepted(chain)), found
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(["imei", "imsi", "phone", "android_id", "advertising_id", "wifi_mac", "serial", "email"]),
+    prefix=st.binary(max_size=7),
+    suffix=st.binary(max_size=7),
+    urlsafe=st.booleans(),
+)
+def test_base64_at_any_alignment_inside_a_longer_blob(kind: str, prefix: bytes, suffix: bytes, urlsafe: bool) -> None:
+    ident = SAMPLES[kind]
+    detector = _detector_for(ident)
+    value = forms_of(ident.kind, ident.value, ident.region)[0][1].encode()
+    blob = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(prefix + value + suffix)
+    hits, _ = detector.scan(b"id" + blob + b"&x=1")  # glued to text: only the alignment needles can see it
+    assert any(h.encoding == "base64" for h in hits)
+
+
+_DETECTORS: dict[str, Detector] = {}
+
+
+def _detector_for(ident: Identifier) -> Detector:
+    if ident.label not in _DETECTORS:
+        _DETECTORS[ident.label] = Detector([ident])
+    return _DETECTORS[ident.label]
+
+
+@settings(max_examples=80, deadline=None)
+@given(kind=st.sampled_from(KINDS), chain=st.sampled_from(sorted(CHAINS)), left=st.sampled_from([b"", b"x=", b" ", b"\x00\xff"]))
+def test_chain_found_with_any_neighbours(kind: str, chain: str, left: bytes) -> None:
+    made = _wire(kind, chain)
+    if made is None:
+        return
+    token, ident = made
+    hits, _ = _detector_for(ident).scan(left + token + b";")
+    assert _accepted(chain) & {h.encoding for h in hits}
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        ("carrier", b"carriers=airtelx"),  # inside a longer word
+        ("carrier", b"xairtel"),
+        ("imei", b"id=9865123456789019"),  # inside a longer number
+        ("imei", b"id=8651234567890190"),
+        ("imsi", b"4041012345678901"),
+        ("phone", b"t=19876543210123"),
+        ("android_id", b"ab9e28776354d259e0"),
+    ],
+)
+def test_short_or_common_values_do_not_match_inside_longer_tokens(kind: str, text: bytes) -> None:
+    hits, _ = _detector_for(SAMPLES[kind]).scan(text)
+    assert hits == []
+
+
+def test_letters_next_to_a_number_are_a_boundary() -> None:
+    hits, _ = _detector_for(SAMPLES["imei"]).scan(b"imei865123456789019&")
+    assert [h.encoding for h in hits] == ["plain"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_made_up_values_of_the_same_shape_find_nothing(kind: str) -> None:
+    """Every wire form of the real value, scanned for a look-alike of the same shape: nothing."""
+    real = SAMPLES[kind]
+    fake_value = _lookalike(real.value)
+    fake = Identifier(real.label, real.kind, real.category, fake_value, real.owner, real.region)
+    detector = _detector_for_fake(fake)
+    for chain in CHAINS:
+        made = _wire(kind, chain)
+        if made is None:
+            continue
+        hits, _ = detector.scan(b"v=" + made[0] + b"&")
+        assert hits == [], (chain, hits)
+
+
+def _lookalike(value: str) -> str:
+    """Same shape, different value: every digit and letter shifted."""
+    out = []
+    for c in value:
+        if c.isdigit():
+            out.append(str((int(c) + 3) % 10))
+        elif c.isalpha():
+            base = "a" if c.islower() else "A"
+            span = 6 if c.lower() in "abcdef" else 26
+            out.append(chr(ord(base) + (ord(c.lower()) - ord("a") + 1) % span))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+_FAKES: dict[str, Detector] = {}
+
+
+def _detector_for_fake(ident: Identifier) -> Detector:
+    if ident.label not in _FAKES:
+        _FAKES[ident.label] = Detector([ident])
+    return _FAKES[ident.label]
+
+
+def test_one_occurrence_is_one_hit() -> None:
+    hits, _ = _detector_for(SAMPLES["phone"]).scan(b"p=%2B919876543210")
+    assert [(h.form, h.encoding) for h in hits] == [("e164", "url")]
+
+
+def test_url_decoding_a_plain_value_adds_no_url_finding() -> None:
+    hits, _ = _detector_for(SAMPLES["imei"]).scan(b"imei=865123456789019&name=a%20b")
+    assert [h.encoding for h in hits] == ["plain"]
+
+
+def test_wrap_chain() -> None:
+    assert wrap_chain((), "plain") == "plain"
+    assert wrap_chain(("base64", "gzip"), "plain") == "base64(gzip)"
+    assert wrap_chain(("url",), "sha256(md5)") == "url(sha256(md5))"
+
+
+def test_evidence_marks_the_match_and_escapes_everything_else() -> None:
+    text = evidence(b"\x1b[31mimei=865123456789019\x00", 10, 25)
+    assert "«865123456789019»" in text
+    assert "\x1b" not in text and "\x00" not in text
+    assert escape_bytes(b"a\\b\n") == "a\\x5cb\\x0a"
+
+
+def test_a_decompression_bomb_is_cut_with_a_warning() -> None:
+    bomb = base64.b64encode(gzip.compress(b"\0" * (64 << 20)))
+    hits, warnings = _detector_for(SAMPLES["imei"]).scan(b"d=" + bomb)
+    assert hits == []
+    assert any("exceeds" in w or "budget" in w for w in warnings)
+
+
+def test_engines_agree_on_a_mixed_body() -> None:
+    body = json.dumps(
+        {
+            "imei": "865123456789019",
+            "h": hashlib.md5(b"b9e28776354d259e", usedforsecurity=False).hexdigest(),
+            "m": "02-1A-11-F0-AA-B3",
+            "c": base64.b64encode(bz2.compress(b"x")).decode(),
+            "who": "asha%40example.org",
+        }
+    ).encode()
+    results = []
+    for engine in ENGINES:
+        hits, _ = Detector(list(SAMPLES.values()), engine).scan(body)
+        results.append(sorted((h.ident, h.form, h.encoding, h.evidence) for h in hits))
+    assert all(r == results[0] for r in results)
+    assert len(results[0]) == 4
