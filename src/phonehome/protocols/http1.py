@@ -1,0 +1,890 @@
+"""Sans-I/O parser for the client side of an HTTP/1.x connection (RFC 9112).
+
+TCP reassembly feeds one direction of a stream (client to server) with :meth:`RequestParser.receive_data`,
+:meth:`~RequestParser.receive_gap` for bytes lost from the capture and :meth:`~RequestParser.receive_eof`,
+and pulls :class:`Request` and :class:`ParseWarning` events with :meth:`~RequestParser.next_event` until it
+returns :data:`NEED_DATA` or :data:`EOF`, in the manner of h11.
+
+The parser is built for captured traffic, not for serving: it is lenient where real clients are
+sloppy (bare LF, obs-fold, stray whitespace), never raises on any input, keeps memory bounded, and
+after damage (a gap, or bytes that are not HTTP) resynchronises on the next plausible request line,
+reporting what it skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+from urllib.parse import urlsplit
+
+from phonehome.protocols.compression import decode_content
+
+__all__ = [
+    "EOF",
+    "NEED_DATA",
+    "Event",
+    "ParseWarning",
+    "Request",
+    "RequestParser",
+    "Signal",
+    "host_of",
+    "looks_like_request",
+    "url_of",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class Signal(Enum):
+    """What :meth:`RequestParser.next_event` returns when it has no event."""
+
+    NEED_DATA = "NEED_DATA"  # feed more data (or a gap, or EOF)
+    EOF = "EOF"  # the stream ended and every event has been returned
+
+    def __repr__(self) -> str:
+        return self.value
+
+
+NEED_DATA: Final = Signal.NEED_DATA
+EOF: Final = Signal.EOF
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request the client sent, as far as the capture holds it."""
+
+    method: str
+    target: bytes
+    version: str  # "HTTP/1.1"
+    headers: tuple[tuple[bytes, bytes], ...]  # names as sent, values without surrounding whitespace
+    body: bytes  # de-chunked and content-decoded, within the parser's bounds
+    offset: int  # stream offset of the request line
+    complete: bool  # False when the stream ended or a gap came before the message did
+    warnings: tuple[str, ...] = ()
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ParseWarning:
+    """Bytes the parser skipped or could not make sense of, and where they began."""
+
+    offset: int
+    message: str
+
+
+Event = Request | ParseWarning | Signal
+
+# RFC 9110 §5.6.2: token characters.
+_TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_MAX_METHOD = 32
+# Whitespace accepted between the parts of a request line (RFC 9112 §3 allows lenient parsing).
+_WS = rb" \t\x0b\x0c\r"
+
+_WS_BYTES = b" \t\x0b\x0c\r"
+# The method and the whitespace after it, at the start of a request line.
+_METHOD = re.compile(rb"([%s]{1,%d})[%s]+" % (_TCHAR, _MAX_METHOD, _WS))
+_VERSION = re.compile(rb"HTTP/(1\.[0-9])")
+# What the start of a request line must look like before its end has arrived.
+_REQUEST_PREFIX = re.compile(rb"[%s]{1,%d}(?:[%s]|\Z)" % (_TCHAR, _MAX_METHOD, _WS))
+
+# Methods that resynchronisation trusts: RFC 9110 §9, PATCH (RFC 5789) and WebDAV (RFC 4918).
+# Plain parsing accepts any token; after damage only these are believed to start a request.
+KNOWN_METHODS: Final = (
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+)
+
+
+def _parse_request_line(line: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """Method, target and version ("1.1") of a request line without its line end, or None.
+
+    Lenient as RFC 9112 §3 allows: any whitespace run separates the parts, and a target with
+    spaces inside is taken whole. Parsed by hand, not by one regular expression, so that a long
+    line of spaces costs linear time.
+    """
+    method = _METHOD.match(line)
+    if method is None:
+        return None
+    rest = line[method.end() :].rstrip(_WS_BYTES)
+    version = _VERSION.fullmatch(rest, len(rest) - 8) if len(rest) > 8 else None
+    if version is None or rest[-9] not in _WS_BYTES:
+        return None
+    target = rest[:-8].rstrip(_WS_BYTES)
+    if not target:
+        return None
+    return method.group(1), target, version.group(1)
+
+
+def _resync_pattern(max_line: int) -> re.Pattern[bytes]:
+    # A line of its own: known method, one space, target, one space, HTTP/1.x, end of line. Always a
+    # subset of what _parse_request_line accepts, so a line found here is then parsed as a request.
+    methods = b"|".join(m.encode() for m in KNOWN_METHODS)
+    # The target is bounded well below max_line so that a line too long to wait for never matches.
+    longest = max(1, max_line - 64)
+    return re.compile(rb"(?m)^(?:%s) [^\s]{1,%d} HTTP/1\.[0-9]\r?\n" % (methods, longest))
+
+
+# RFC 9112 §7.1: chunk-size [ chunk-ext ], with the whitespace some senders put around the size.
+_CHUNK_SIZE = re.compile(rb"[ \t]*([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?", re.DOTALL)
+_CHUNK_LINE_MAX = 4 * KiB
+
+# The HTTP/2 connection preface (RFC 9113 §3.4) has the shape of a request line.
+_H2_PREFACE = b"PRI * HTTP/2.0"
+
+
+def looks_like_request(head: bytes) -> bool:
+    """Whether a stream starting with ``head`` can be an HTTP/1 request stream.
+
+    Decided from the first bytes (at most 16 are needed): a method token and a space. While fewer
+    bytes have arrived, True means "could still be". A complete first line must also end in
+    HTTP/1.x. The HTTP/2 preface is not HTTP/1.
+    """
+    head = head.lstrip(b"\r\n")
+    if not head or (len(head) >= 3 and head.startswith(_H2_PREFACE[: len(head)])):
+        return False
+    line, lf, _ = head.partition(b"\n")
+    if lf:
+        return _parse_request_line(line.removesuffix(b"\r")) is not None
+    window = head[:16]
+    match = re.match(rb"[" + _TCHAR + rb"]{1,15}( |\Z)", window)
+    if match is None:
+        return False
+    return bool(match.group(1)) or len(window) < 16
+
+
+def _authority_host(authority: bytes) -> str | None:
+    host = authority.rpartition(b"@")[2]
+    # An IPv6 literal is bracketed (RFC 3986 §3.2.2); otherwise a colon starts the port.
+    host = host[1:].partition(b"]")[0] if host.startswith(b"[") else host.partition(b":")[0]
+    host = host.strip().rstrip(b".").lower()
+    return host.decode("latin-1") or None
+
+
+def host_of(request: Request) -> str | None:
+    """The host the request was for, lower-case and without port.
+
+    RFC 9112 §3.2.2: an absolute-form target overrides Host; CONNECT names it in the target.
+    """
+    target = request.target
+    if request.method == "CONNECT" and not target.startswith(b"/"):
+        return _authority_host(target)
+    lowered = target[:8].lower()
+    if lowered.startswith((b"http://", b"https://")):
+        netloc = urlsplit(target).netloc
+        if netloc:
+            return _authority_host(netloc)
+    value = request.header(b"host")
+    return _authority_host(value) if value else None
+
+
+def url_of(request: Request, scheme: str = "http") -> str:
+    """The request's URL: the target itself in absolute form, else scheme, Host and target."""
+    target = request.target.decode("latin-1")
+    if request.target[:8].lower().startswith((b"http://", b"https://")):
+        return target
+    host = request.header(b"host")
+    authority = host.decode("latin-1") if host else (host_of(request) or "")
+    if request.method == "CONNECT":
+        return f"{scheme}://{target}"
+    return f"{scheme}://{authority}{target}"
+
+
+class _State(Enum):
+    HEAD = "request line and headers"
+    BODY_LENGTH = "body with Content-Length"
+    SKIP_LENGTH = "rest of a body after a gap"
+    CHUNK_SIZE = "chunk size line"
+    CHUNK_DATA = "chunk data"
+    CHUNK_END = "line end after chunk data"
+    TRAILERS = "trailer section"
+    BODY_TO_EOF = "body to end of stream"
+    RESYNC = "looking for a request line"
+    TUNNEL = "CONNECT tunnel"
+    DONE = "end of stream"
+
+
+@dataclass(slots=True)
+class _Draft:
+    """The request being read."""
+
+    offset: int
+    method: str
+    target: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    head_bytes: int = 0
+    dropped_headers: int = 0
+    last_dropped: bool = False  # the last field line was dropped, so its continuations are too
+    content_lengths: list[bytes] = field(default_factory=list)
+    transfer_codings: list[str] = field(default_factory=list)
+    content_codings: list[str] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    body_seen: int = 0
+    left: int = 0  # bytes still expected: of the body (Content-Length) or of the current chunk
+    trailer_bytes: int = 0
+
+
+# The stream ended in one of these ways while a request was being read.
+_BY_GAP = "gap"
+_BY_EOF = "end of stream"
+
+
+class RequestParser:
+    """Turns the client-to-server bytes of one TCP stream into :class:`Request` events.
+
+    Memory stays bounded as long as the caller drains events after each ``receive_*`` call: in
+    the header section the parser keeps at most ``max_header_bytes``; a body keeps at most
+    ``max_body`` bytes as sent and ``max_decoded`` once content codings are undone.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int = 64 * KiB,
+        max_headers: int = 256,
+        max_body: int = 16 * MiB,
+        max_decoded: int = 64 * MiB,
+    ) -> None:
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_body = max_body
+        self.max_decoded = max_decoded
+        self._resync_re = _resync_pattern(max_header_bytes)
+
+        self._buf = bytearray()
+        self._data_pos = 0  # count of data bytes before _buf[0]
+        self._shift = 0  # total length of gaps already passed
+        self._gaps: deque[tuple[int, int]] = deque()  # (data position, length) not yet reached
+        self._eof = False
+        self._pending: deque[Request | ParseWarning] = deque()
+
+        self._state = _State.HEAD
+        self._draft: _Draft | None = None
+        self._scan = 0  # _buf[:_scan] is known to hold no LF (line searches resume there)
+        self._midline = False  # in RESYNC: _buf[0] is not at the start of a line
+        self._skip_left = 0
+        self._garbage_offset: int | None = None
+        self._garbage_len = 0
+        self._tunnel_offset: int | None = None
+        self._tunnel_head = bytearray()  # first bytes of a CONNECT tunnel, for take_tunnel_data()
+        self._tunnel_open = False  # still collecting them (until taken, a gap, or the bound)
+
+        self._steps: dict[_State, Callable[[], Signal | None]] = {
+            _State.HEAD: self._step_head,
+            _State.BODY_LENGTH: self._step_body_length,
+            _State.SKIP_LENGTH: self._step_skip_length,
+            _State.CHUNK_SIZE: self._step_chunk_size,
+            _State.CHUNK_DATA: self._step_chunk_data,
+            _State.CHUNK_END: self._step_chunk_end,
+            _State.TRAILERS: self._step_trailers,
+            _State.BODY_TO_EOF: self._step_body_to_eof,
+            _State.RESYNC: self._step_resync,
+            _State.TUNNEL: self._step_tunnel,
+            _State.DONE: self._step_done,
+        }
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Append the next bytes of the stream. Ignored after :meth:`receive_eof`."""
+        if not self._eof and data:
+            self._buf += data
+
+    def receive_gap(self, length: int) -> None:
+        """Note that ``length`` bytes of the stream are missing from the capture at this point."""
+        if self._eof or length <= 0:
+            return
+        at = self._data_pos + len(self._buf)
+        if self._gaps and self._gaps[-1][0] == at:
+            self._gaps[-1] = (at, self._gaps[-1][1] + length)
+        else:
+            self._gaps.append((at, length))
+
+    def receive_eof(self) -> None:
+        """Note that the stream has ended."""
+        self._eof = True
+
+    @property
+    def tunnel_offset(self) -> int | None:
+        """Where a CONNECT tunnel began in the stream (its bytes are not parsed), or None."""
+        return self._tunnel_offset
+
+    def take_tunnel_data(self) -> bytes:
+        """The bytes of the CONNECT tunnel the parser holds, once (b"" if there is none).
+
+        Called right after the CONNECT request, this is everything buffered after its header
+        section up to the first gap, so the caller can hand the tunnel to another parser and feed
+        that parser the rest of the stream directly. Bytes that were pulled through
+        :meth:`next_event` before this call are kept only up to ``max_header_bytes`` (enough for a
+        TLS ClientHello).
+        """
+        if self._state is _State.TUNNEL and self._tunnel_open:
+            # What is buffered already is handed over whole: it costs no more memory than it does now.
+            self._tunnel_head += self._consume(self._avail())
+        taken = bytes(self._tunnel_head)
+        self._tunnel_head.clear()
+        self._tunnel_open = False
+        return taken
+
+    # -- output --------------------------------------------------------------------------------
+
+    def next_event(self) -> Event:
+        """The next :class:`Request` or :class:`ParseWarning`, or :data:`NEED_DATA` / :data:`EOF`."""
+        while not self._pending:
+            signal = self._steps[self._state]()
+            if signal is not None and not self._pending:
+                return signal
+        return self._pending.popleft()
+
+    # -- buffer helpers ------------------------------------------------------------------------
+
+    def _avail(self) -> int:
+        """How many buffered bytes lie before the next gap."""
+        if self._gaps:
+            return self._gaps[0][0] - self._data_pos
+        return len(self._buf)
+
+    def _offset(self) -> int:
+        """Stream offset of ``_buf[0]``."""
+        return self._data_pos + self._shift
+
+    def _consume(self, n: int) -> bytes:
+        taken = bytes(self._buf[:n])
+        self._drop(n)
+        return taken
+
+    def _drop(self, n: int) -> None:
+        del self._buf[:n]
+        self._data_pos += n
+        self._scan = max(0, self._scan - n)
+
+    def _ended_by(self) -> str | None:
+        """Why no more contiguous bytes will come: a gap, the end of stream, or None (wait)."""
+        if self._gaps:
+            return _BY_GAP
+        if self._eof:
+            return _BY_EOF
+        return None
+
+    def _pass_gap(self) -> None:
+        _, length = self._gaps.popleft()
+        self._shift += length
+        self._scan = 0
+
+    def _find_lf(self, limit: int) -> int:
+        """Index of the first LF in ``_buf[:limit]``, or -1 (remembering how far was searched)."""
+        lf = self._buf.find(b"\n", self._scan, limit)
+        self._scan = limit if lf < 0 else lf
+        return lf
+
+    def _add_garbage(self, n: int) -> None:
+        if self._garbage_offset is None:
+            self._garbage_offset = self._offset()
+        self._garbage_len += n
+        self._drop(n)
+
+    def _flush_garbage(self) -> None:
+        if self._garbage_offset is not None and self._garbage_len:
+            self._pending.append(
+                ParseWarning(
+                    self._garbage_offset, f"skipped {self._garbage_len} bytes that are not an HTTP request"
+                )
+            )
+        self._garbage_offset = None
+        self._garbage_len = 0
+
+    def _start_resync(self, *, midline: bool) -> None:
+        self._state = _State.RESYNC
+        self._midline = midline
+        self._scan = 0
+
+    # -- finishing a request -------------------------------------------------------------------
+
+    def _finish(self, *, complete: bool, problem: str | None = None) -> None:
+        draft = self._draft
+        self._draft = None
+        if draft is None:
+            return
+        warnings = list(draft.warnings)
+        if problem:
+            warnings.append(problem)
+        if draft.dropped_headers:
+            warnings.append(f"{draft.dropped_headers} header fields beyond {self.max_headers} dropped")
+        if draft.body_seen > self.max_body:
+            warnings.append(f"body exceeds {self.max_body} bytes; truncated")
+        body = bytes(draft.body)
+        # Transfer codings were applied after content codings (RFC 9112 §6.1), so they come last.
+        codings = draft.content_codings + draft.transfer_codings
+        if body and codings:
+            decoded, problems = decode_content(", ".join(codings), body, self.max_decoded)
+            warnings.extend(problems)
+            if decoded or not problems:
+                body = decoded
+            else:
+                warnings.append("content coding could not be undone; body kept as sent")
+        self._pending.append(
+            Request(
+                method=draft.method,
+                target=draft.target,
+                version="HTTP/" + draft.version,
+                headers=tuple(draft.headers),
+                body=body,
+                offset=draft.offset,
+                complete=complete,
+                warnings=tuple(warnings),
+            )
+        )
+
+    def _cut(self, why: str, what: str) -> None:
+        """End the current request as incomplete because the stream was cut by ``why``."""
+        self._finish(complete=False, problem=f"{what} truncated by {why}")
+
+    def _after_cut(self, why: str) -> Signal | None:
+        """Where to go once the contiguous bytes ran out mid-message."""
+        if why == _BY_GAP:
+            self._pass_gap()
+            self._start_resync(midline=False)
+        else:
+            self._state = _State.DONE
+        return None
+
+    # -- states --------------------------------------------------------------------------------
+
+    def _step_head(self) -> Signal | None:
+        avail = self._avail()
+        draft = self._draft
+        if draft is None:
+            # RFC 9112 §2.2: empty lines before a request line are ignored.
+            skip = 0
+            while skip < avail and self._buf[skip] in b"\r\n":
+                skip += 1
+            if skip:
+                self._drop(skip)
+                avail -= skip
+        lf = self._find_lf(avail)
+        used = draft.head_bytes if draft else 0
+        if lf < 0:
+            # The line is not complete yet: bound it, and reject a stream that cannot be HTTP early.
+            window = min(avail, _MAX_METHOD + 1)
+            if draft is None and avail and not _REQUEST_PREFIX.match(self._buf, 0, window):
+                self._start_resync(midline=True)
+                return None
+            if used + avail > self.max_header_bytes:
+                self._head_too_large()
+                return None
+            why = self._ended_by()
+            if why is None:
+                return NEED_DATA
+            if draft is None and not avail:
+                if why == _BY_GAP:
+                    self._pass_gap()
+                    self._start_resync(midline=False)
+                    return None
+                self._state = _State.DONE
+                return None
+            if draft is None:
+                self._add_garbage(avail)
+                self._flush_garbage()
+            else:
+                self._drop(avail)
+                self._cut(why, "header section")
+            return self._after_cut(why)
+        if used + lf + 1 > self.max_header_bytes:
+            self._head_too_large()
+            return None
+        line = self._consume(lf + 1)[:-1].removesuffix(b"\r")
+        if draft is None:
+            self._request_line(line, lf + 1)
+            return None
+        draft.head_bytes += lf + 1
+        if not line:
+            self._end_of_head(draft)
+            return None
+        self._header_line(draft, line, framing=True)
+        return None
+
+    def _head_too_large(self) -> None:
+        if self._draft is not None:
+            self._finish(complete=False, problem=f"header section exceeds {self.max_header_bytes} bytes")
+        self._start_resync(midline=True)
+
+    def _request_line(self, line: bytes, size: int) -> None:
+        parsed = _parse_request_line(line)
+        offset = self._offset() - size
+        if parsed is None:
+            # Not a request line: count it (and its line end) as skipped, then look for one.
+            self._garbage_offset = offset
+            self._garbage_len = size
+            self._start_resync(midline=False)
+            return
+        method, target, version = parsed
+        self._draft = _Draft(
+            offset=offset,
+            method=method.decode("ascii"),
+            target=target,
+            version=version.decode("ascii"),
+            head_bytes=size,
+        )
+
+    def _header_line(self, draft: _Draft, line: bytes, *, framing: bool) -> None:
+        """Add one field line; ``framing`` is False in trailers, which must not affect framing."""
+        into = draft.headers
+        if line[0] in b" \t":
+            # RFC 9112 §5.2: obs-fold continues the previous field; replace it with one space.
+            if draft.last_dropped:
+                return
+            if into:
+                name, value = into[-1]
+                extra = line.strip(b" \t")
+                into[-1] = (name, value + b" " + extra if value and extra else value + extra)
+            else:
+                draft.warnings.append("continuation line before any header field ignored")
+            return
+        name, colon, value = line.partition(b":")
+        name = name.rstrip(b" \t")
+        if not colon or not name:
+            draft.warnings.append(f"malformed header line ignored: {line[:40]!r}")
+            return
+        value = value.strip(b" \t")
+        lowered = name.lower() if framing else b""
+        if lowered == b"content-length":
+            draft.content_lengths.append(value)
+        elif lowered == b"transfer-encoding":
+            draft.transfer_codings.extend(
+                c.strip().lower() for c in value.decode("latin-1").split(",") if c.strip()
+            )
+        elif lowered == b"content-encoding":
+            draft.content_codings.extend(
+                c.strip().lower() for c in value.decode("latin-1").split(",") if c.strip()
+            )
+        draft.last_dropped = len(into) >= self.max_headers
+        if draft.last_dropped:
+            draft.dropped_headers += 1
+            return
+        into.append((name, value))
+
+    def _end_of_head(self, draft: _Draft) -> None:
+        """The header section is complete: decide how the body is framed (RFC 9112 §6.3)."""
+        if draft.method == "CONNECT":
+            # RFC 9110 §9.3.6: after CONNECT the connection carries a tunnel, not HTTP.
+            self._finish(complete=True)
+            self._tunnel_offset = self._offset()
+            self._tunnel_open = True
+            self._pending.append(
+                ParseWarning(self._offset(), "CONNECT tunnel: the rest of the stream is not parsed as HTTP")
+            )
+            self._state = _State.TUNNEL
+            return
+        if draft.transfer_codings:
+            if draft.content_lengths:
+                draft.warnings.append("both Transfer-Encoding and Content-Length; Content-Length ignored")
+            if draft.transfer_codings[-1] == "chunked":
+                draft.transfer_codings = [c for c in draft.transfer_codings[:-1] if c != "chunked"]
+                self._state = _State.CHUNK_SIZE
+            else:
+                draft.warnings.append("Transfer-Encoding does not end in chunked; body read to end of stream")
+                self._state = _State.BODY_TO_EOF
+            return
+        length = self._content_length(draft)
+        if length:
+            draft.left = length
+            self._state = _State.BODY_LENGTH
+            return
+        self._finish(complete=True)
+        self._state = _State.HEAD
+
+    @staticmethod
+    def _content_length(draft: _Draft) -> int:
+        if not draft.content_lengths:
+            return 0
+        # RFC 9110 §8.6: a list of identical values (from repeated fields) is one value.
+        values = {v.strip() for raw in draft.content_lengths for v in raw.split(b",")}
+        if len(values) == 1:
+            (value,) = values
+            if value.isdigit():
+                # Python refuses to convert very long digit strings; past 18 digits it is endless anyway.
+                digits = value.lstrip(b"0") or b"0"
+                return int(digits) if len(digits) <= 18 else 10**18
+        draft.warnings.append(f"invalid Content-Length {b', '.join(draft.content_lengths)!r}; body ignored")
+        return 0
+
+    def _take_body(self, draft: _Draft, n: int) -> None:
+        room = self.max_body - len(draft.body)
+        if room > 0:
+            draft.body += self._buf[: min(n, room)]
+        draft.body_seen += n
+        self._drop(n)
+
+    def _step_body_length(self) -> Signal | None:
+        draft = self._draft
+        assert draft is not None
+        avail = self._avail()
+        if avail:
+            n = min(avail, draft.left)
+            self._take_body(draft, n)
+            draft.left -= n
+            if not draft.left:
+                self._finish(complete=True)
+                self._state = _State.HEAD
+            return None
+        why = self._ended_by()
+        if why is None:
+            return NEED_DATA
+        left = draft.left
+        self._cut(why, "body")
+        if why == _BY_EOF:
+            self._state = _State.DONE
+            return None
+        # The length is known, so framing survives a gap that ends inside the body.
+        _, gap = self._gaps[0]
+        self._pass_gap()
+        if gap < left:
+            self._skip_left = left - gap
+            self._state = _State.SKIP_LENGTH
+        elif gap == left:
+            self._state = _State.HEAD
+        else:
+            self._start_resync(midline=False)
+        return None
+
+    def _step_skip_length(self) -> Signal | None:
+        avail = self._avail()
+        if avail:
+            n = min(avail, self._skip_left)
+            self._drop(n)
+            self._skip_left -= n
+            if not self._skip_left:
+                self._state = _State.HEAD
+            return None
+        why = self._ended_by()
+        if why is None:
+            return NEED_DATA
+        if why == _BY_EOF:
+            self._state = _State.DONE
+            return None
+        _, gap = self._gaps[0]
+        self._pass_gap()
+        if gap < self._skip_left:
+            self._skip_left -= gap
+        elif gap == self._skip_left:
+            self._state = _State.HEAD
+        else:
+            self._start_resync(midline=False)
+        return None
+
+    def _step_chunk_size(self) -> Signal | None:
+        draft = self._draft
+        assert draft is not None
+        avail = self._avail()
+        lf = self._find_lf(avail)
+        if (lf if lf >= 0 else avail) > _CHUNK_LINE_MAX:
+            self._bad_chunking(draft, "chunk size line too long")
+            return None
+        if lf < 0:
+            why = self._ended_by()
+            if why is None:
+                return NEED_DATA
+            self._cut(why, "body")
+            return self._after_cut(why)
+        line = bytes(self._buf[:lf]).removesuffix(b"\r")
+        match = _CHUNK_SIZE.fullmatch(line)
+        if match is None:
+            self._bad_chunking(draft, f"malformed chunk size line {line[:40]!r}")
+            return None
+        self._drop(lf + 1)
+        size = int(match.group(1), 16)
+        if size:
+            draft.left = size
+            self._state = _State.CHUNK_DATA
+        else:
+            self._state = _State.TRAILERS
+        return None
+
+    def _bad_chunking(self, draft: _Draft, problem: str) -> None:
+        # The framing is lost: end the request here and look for the next one from this line on.
+        self._finish(complete=False, problem=problem)
+        self._start_resync(midline=False)
+
+    def _step_chunk_data(self) -> Signal | None:
+        draft = self._draft
+        assert draft is not None
+        avail = self._avail()
+        if avail:
+            n = min(avail, draft.left)
+            self._take_body(draft, n)
+            draft.left -= n
+            if not draft.left:
+                self._state = _State.CHUNK_END
+            return None
+        why = self._ended_by()
+        if why is None:
+            return NEED_DATA
+        self._cut(why, "body")
+        return self._after_cut(why)
+
+    def _step_chunk_end(self) -> Signal | None:
+        draft = self._draft
+        assert draft is not None
+        avail = self._avail()
+        buf = self._buf
+        if avail >= 1 and buf[0] == 0x0A:
+            self._drop(1)
+        elif avail >= 2 and buf[0] == 0x0D and buf[1] == 0x0A:
+            self._drop(2)
+        elif avail >= 2 or (avail == 1 and buf[0] != 0x0D):
+            self._bad_chunking(draft, "chunk data not followed by a line end")
+            return None
+        else:
+            why = self._ended_by()
+            if why is None:
+                return NEED_DATA
+            self._drop(avail)
+            self._cut(why, "body")
+            return self._after_cut(why)
+        self._state = _State.CHUNK_SIZE
+        return None
+
+    def _step_trailers(self) -> Signal | None:
+        draft = self._draft
+        assert draft is not None
+        avail = self._avail()
+        lf = self._find_lf(avail)
+        if lf < 0:
+            if draft.trailer_bytes + avail > self.max_header_bytes:
+                self._finish(complete=False, problem=f"trailer section exceeds {self.max_header_bytes} bytes")
+                self._start_resync(midline=True)
+                return None
+            why = self._ended_by()
+            if why is None:
+                return NEED_DATA
+            # The body itself is whole; only the end of the trailer section is missing.
+            self._drop(avail)
+            self._finish(complete=True, problem=f"trailer section truncated by {why}")
+            return self._after_cut(why)
+        if draft.trailer_bytes + lf + 1 > self.max_header_bytes:
+            self._finish(complete=False, problem=f"trailer section exceeds {self.max_header_bytes} bytes")
+            self._start_resync(midline=True)
+            return None
+        draft.trailer_bytes += lf + 1
+        line = self._consume(lf + 1)[:-1].removesuffix(b"\r")
+        if not line:
+            self._finish(complete=True)
+            self._state = _State.HEAD
+            return None
+        # RFC 9112 §7.1.2: trailer fields follow the body; they are appended to the headers.
+        self._header_line(draft, line, framing=False)
+        return None
+
+    def _step_body_to_eof(self) -> Signal | None:
+        draft = self._draft
+        assert draft is not None
+        avail = self._avail()
+        if avail:
+            self._take_body(draft, avail)
+            return None
+        why = self._ended_by()
+        if why is None:
+            return NEED_DATA
+        if why == _BY_EOF:
+            self._finish(complete=True)
+            self._state = _State.DONE
+            return None
+        self._cut(why, "body")
+        return self._after_cut(why)
+
+    def _step_resync(self) -> Signal | None:
+        avail = self._avail()
+        if self._midline:
+            lf = self._find_lf(avail)
+            if lf >= 0:
+                self._add_garbage(lf + 1)
+                self._midline = False
+                return None
+            if avail:
+                self._add_garbage(avail)
+            return self._resync_boundary()
+        lf = self._find_lf(avail)
+        if lf < 0:
+            # Only a partial line: it cannot be judged until it ends, unless it is too long to be one.
+            if avail > self.max_header_bytes:
+                self._midline = True
+                return None
+            if avail and self._ended_by() is not None:
+                self._add_garbage(avail)
+            return self._resync_boundary()
+        match = self._resync_re.search(self._buf, 0, avail)
+        if match is None:
+            last = self._buf.rfind(b"\n", 0, avail)
+            self._add_garbage(last + 1)
+            return None
+        if match.start():
+            self._add_garbage(match.start())
+        self._flush_garbage()
+        self._state = _State.HEAD
+        return None
+
+    def _resync_boundary(self) -> Signal | None:
+        why = self._ended_by()
+        if why is None:
+            return NEED_DATA
+        self._flush_garbage()
+        if why == _BY_GAP:
+            self._pass_gap()
+            self._midline = False
+        else:
+            self._state = _State.DONE
+        return None
+
+    def _collect_tunnel(self) -> None:
+        data = self._consume(self._avail())
+        if self._tunnel_open:
+            self._tunnel_head += data[: self.max_header_bytes - len(self._tunnel_head)]
+
+    def _step_tunnel(self) -> Signal | None:
+        if self._avail():
+            self._collect_tunnel()
+            return None
+        why = self._ended_by()
+        if why is None:
+            return NEED_DATA
+        if why == _BY_GAP:
+            self._tunnel_open = False
+            self._pass_gap()
+        else:
+            self._state = _State.DONE
+        return None
+
+    def _step_done(self) -> Signal | None:
+        self._flush_garbage()
+        if self._pending:
+            return None
+        if self._buf:
+            self._drop(len(self._buf))
+        return EOF
