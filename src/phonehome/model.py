@@ -62,6 +62,9 @@ class Notice:
     message: str
     offset: int | None = None
     flow: str | None = None
+    # True when the file itself is damaged (a truncated or corrupt record): the audit goes on past
+    # it, but the input was not read whole, which the exit status reports.
+    damage: bool = False
 
     def __str__(self) -> str:
         where = self.source

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
-from factories import SAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from factories import SAMPLES
 from phonehome.detect.forms import forms_of
 from phonehome.detect.matcher import hyperscan_available
 from phonehome.detect.scan import Detector, escape_bytes, evidence, wrap_chain
@@ -45,7 +45,9 @@ def _b64_token(b: bytes) -> bytes:
 # between delimiters, as a query parameter or JSON field would.
 CHAINS: dict[str, Callable[[bytes], bytes]] = {
     "plain": lambda v: v,
-    "url": lambda v: quote(v.decode(), safe="").encode() if quote(v.decode(), safe="") != v.decode() else None,  # type: ignore[return-value]
+    "url": lambda v: quote(v.decode(), safe="").encode()
+    if quote(v.decode(), safe="") != v.decode()
+    else None,  # type: ignore[return-value]
     "base64": _b64_token,
     "hex": lambda v: v.hex().encode(),
     "md5": lambda v: _md5(v).hex().encode(),
@@ -57,7 +59,9 @@ CHAINS: dict[str, Callable[[bytes], bytes]] = {
     "sha256(md5)": lambda v: _sha256(_md5(v).hex().encode()).hex().encode(),
     "md5(sha1)": lambda v: _md5(_sha1(v).hex().encode()).hex().encode(),
     "sha1(sha256-upper)": lambda v: _sha1(_sha256(v).hex().upper().encode()).hex().encode(),
-    "base64(gzip)": lambda v: base64.b64encode(gzip.compress(json.dumps({"id": v.decode()}).encode(), mtime=0)),
+    "base64(gzip)": lambda v: base64.b64encode(
+        gzip.compress(json.dumps({"id": v.decode()}).encode(), mtime=0)
+    ),
     "base64(zlib)": lambda v: base64.urlsafe_b64encode(zlib.compress(b"id=" + v)),
     "url(base64)": lambda v: quote(base64.b64encode(b"\x00\x01id=" + v + b"&").decode(), safe="").encode(),
     "json": lambda v: "".join(f"\\u{ord(c):04x}" for c in v.decode()).encode(),
@@ -102,12 +106,16 @@ def test_every_chain_for_every_kind(detector: Detector, kind: str, chain: str) -
 
 @settings(max_examples=60, deadline=None)
 @given(
-    kind=st.sampled_from(["imei", "imsi", "phone", "android_id", "advertising_id", "wifi_mac", "serial", "email"]),
+    kind=st.sampled_from(
+        ["imei", "imsi", "phone", "android_id", "advertising_id", "wifi_mac", "serial", "email"]
+    ),
     prefix=st.binary(max_size=7),
     suffix=st.binary(max_size=7),
     urlsafe=st.booleans(),
 )
-def test_base64_at_any_alignment_inside_a_longer_blob(kind: str, prefix: bytes, suffix: bytes, urlsafe: bool) -> None:
+def test_base64_at_any_alignment_inside_a_longer_blob(
+    kind: str, prefix: bytes, suffix: bytes, urlsafe: bool
+) -> None:
     ident = SAMPLES[kind]
     detector = _detector_for(ident)
     value = forms_of(ident.kind, ident.value, ident.region)[0][1].encode()
@@ -126,7 +134,11 @@ def _detector_for(ident: Identifier) -> Detector:
 
 
 @settings(max_examples=80, deadline=None)
-@given(kind=st.sampled_from(KINDS), chain=st.sampled_from(sorted(CHAINS)), left=st.sampled_from([b"", b"x=", b" ", b"\x00\xff"]))
+@given(
+    kind=st.sampled_from(KINDS),
+    chain=st.sampled_from(sorted(CHAINS)),
+    left=st.sampled_from([b"", b"x=", b" ", b"\x00\xff"]),
+)
 def test_chain_found_with_any_neighbours(kind: str, chain: str, left: bytes) -> None:
     made = _wire(kind, chain)
     if made is None:

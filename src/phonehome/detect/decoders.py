@@ -46,7 +46,16 @@ _JSON_ESCAPE = re.compile(rb"\\u[0-9A-Fa-f]{4}|\\[/\"\\bfnrt]")
 _B64_TOKEN = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64)
 _B64_TOKEN_NESTED = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64_NESTED)
 _HEX_TOKEN = re.compile(rb"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){%d,}(?![0-9A-Fa-f])" % (MIN_HEX // 2))
-_JSON_SIMPLE = {b"/": b"/", b'"': b'"', b"\\": b"\\", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
+_JSON_SIMPLE = {
+    b"/": b"/",
+    b'"': b'"',
+    b"\\": b"\\",
+    b"b": b"\b",
+    b"f": b"\f",
+    b"n": b"\n",
+    b"r": b"\r",
+    b"t": b"\t",
+}
 
 
 def _url(data: bytes, _budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
@@ -108,7 +117,7 @@ def _compressed(data: bytes, budget: Budget, _depth: int) -> Iterator[tuple[str,
         return
     out, warning = decompress("deflate" if kind == "zlib" else kind, data, max(budget.bytes_left, 0))
     if warning:
-        budget.warn(f"{kind}: {warning}")
+        budget.warn(warning)
     if out:
         yield kind, out
 

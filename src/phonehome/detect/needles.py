@@ -45,9 +45,8 @@ MIN_TEXT = 3
 # Shortest base64 fragment searched: 8 characters of base64 are 48 bits of the value.
 MIN_B64_FRAGMENT = 8
 
-# Categories whose identifiers are few per profile, so every literal encoding is affordable.
-# Contacts and messages can be tens of thousands; their base64 and hex forms are found by the
-# decoders that peel those layers instead (see detect/decoders.py).
+# Categories whose identifiers are few per profile, so every literal encoding and nested digest
+# is affordable.
 _RICH_CATEGORIES = frozenset({"device", "subscriber", "network", "account", "custom"})
 
 
@@ -96,7 +95,14 @@ _LITERAL: dict[str, Callable[[str], Iterable[bytes]]] = {
     "hex": lambda t: [t.encode().hex().encode(), t.encode().hex().upper().encode()],
 }
 _BOUNDED = frozenset({"plain", "url"})
-_CHEAP = ("plain", "url")
+# Contacts and messages: the plain forms. Their other URL, base64 and hex encodings are found by
+# the decoders that peel those layers, and their digests by single-level lookups, so a profile of
+# tens of thousands of contacts stays a few needles per value.
+_BULK = {"plain": _LITERAL["plain"]}
+# ... and the URL-encoded canonical form, so "%2B91..." is one URL-encoded E.164 match rather
+# than a plain match of the digits after the "%2B".
+_BULK_CANONICAL = {"plain": _LITERAL["plain"], "url": _LITERAL["url"]}
+_LABELS = 4096
 
 DIGESTS: dict[str, Callable[[bytes], bytes]] = {
     "md5": lambda b: hashlib.md5(b, usedforsecurity=False).digest(),
@@ -106,54 +112,85 @@ DIGESTS: dict[str, Callable[[bytes], bytes]] = {
 DIGEST_SIZES = frozenset({16, 20, 32})
 
 
-@dataclass(frozen=True, slots=True)
-class DigestEntry:
-    ident: int
-    form: str
-    encoding: str  # "md5", "sha256(md5)", "sha1(md5-upper)", ...
-
-
 class NeedleSet:
     """All needles of a profile: literal patterns for the matcher, and the digest table."""
 
     def __init__(self, identifiers: Sequence[IdentifierLike]) -> None:
         self.identifiers = tuple(identifiers)
         self.needles: list[Needle] = []
-        self.digests: dict[bytes, list[DigestEntry]] = {}
+        # raw digest -> packed entry (ident * _LABELS + label code), or a list of them on collision.
+        # Ints, not objects: a 10,000-contact profile has hundreds of thousands of digests.
+        self.digests: dict[bytes, int | list[int]] = {}
+        self._labels: list[tuple[str, str]] = []  # (form, encoding) for each label code
+        self._label_codes: dict[tuple[str, str], int] = {}
         self.skipped: list[str] = []
         seen: set[tuple[int, bytes]] = set()
         for idx, ident in enumerate(self.identifiers):
-            forms = forms_of(ident.kind, ident.value, ident.region)
             if ident.kind in ("text", "name") and len(ident.value) < MIN_TEXT:
                 self.skipped.append(
                     f"{ident.label} {ident.value!r} is shorter than {MIN_TEXT} characters; not searched"
                 )
                 continue
-            encodings = _LITERAL if ident.category in _RICH_CATEGORIES else {k: _LITERAL[k] for k in _CHEAP}
-            for form, text in forms:
+            rich = ident.category in _RICH_CATEGORIES
+            for n, (form, text) in enumerate(forms_of(ident.kind, ident.value, ident.region)):
+                encodings = _LITERAL if rich else _BULK_CANONICAL if n == 0 else _BULK
                 for enc_name, enc in encodings.items():
                     for pattern in enc(text):
                         if (idx, pattern) in seen or len(pattern) < 2:
                             continue
                         seen.add((idx, pattern))
                         self.needles.append(Needle(idx, form, enc_name, pattern, enc_name in _BOUNDED))
-                self._add_digests(idx, form, text.encode())
+                # Digests of digests for every form of the few device identifiers; for bulk
+                # identifiers, of the canonical form (E.164, the address as given) only.
+                self._add_digests(idx, form, text.encode(), nested=rich or n == 0, raw_inner=rich)
 
-    def _add_digests(self, idx: int, form: str, raw: bytes) -> None:
-        table = self.digests
+    def _code(self, form: str, encoding: str) -> int:
+        key = (form, encoding)
+        code = self._label_codes.get(key)
+        if code is None:
+            code = self._label_codes[key] = len(self._labels)
+            self._labels.append(key)
+            if code >= _LABELS:
+                raise RuntimeError("too many distinct digest labels")
+        return code
+
+    def _put(self, digest: bytes, idx: int, form: str, encoding: str) -> None:
+        packed = idx * _LABELS + self._code(form, encoding)
+        old = self.digests.get(digest)
+        if old is None:
+            self.digests[digest] = packed
+        elif isinstance(old, list):
+            if packed not in old:
+                old.append(packed)
+        elif old != packed:
+            self.digests[digest] = [old, packed]
+
+    def _add_digests(self, idx: int, form: str, raw: bytes, *, nested: bool, raw_inner: bool) -> None:
         for name, fn in DIGESTS.items():
             inner = fn(raw)
-            table.setdefault(inner, []).append(DigestEntry(idx, form, name))
+            self._put(inner, idx, form, name)
+            if not nested:
+                continue
             # Digests of digests: the inner digest hashed as lower hex (the usual), upper hex, or raw.
             inner_hex = inner.hex()
-            for variant, data in (
-                ("", inner_hex.encode()),
-                ("-upper", inner_hex.upper().encode()),
-                ("-raw", inner),
-            ):
+            variants = [("", inner_hex.encode()), ("-upper", inner_hex.upper().encode())]
+            if raw_inner:
+                variants.append(("-raw", inner))
+            for variant, data in variants:
                 for outer_name, outer in DIGESTS.items():
-                    entry = DigestEntry(idx, form, f"{outer_name}({name}{variant})")
-                    table.setdefault(outer(data), []).append(entry)
+                    self._put(outer(data), idx, form, f"{outer_name}({name}{variant})")
+
+    def digest_entries(self, digest: bytes) -> list[tuple[int, str, str]]:
+        """(identifier index, form, digest encoding) of every needle whose digest is ``digest``."""
+        found = self.digests.get(digest)
+        if found is None:
+            return []
+        out = []
+        for packed in found if isinstance(found, list) else (found,):
+            idx, code = divmod(packed, _LABELS)
+            form, encoding = self._labels[code]
+            out.append((idx, form, encoding))
+        return out
 
     @property
     def patterns(self) -> list[bytes]:

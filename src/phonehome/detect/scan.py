@@ -22,7 +22,9 @@ EVIDENCE_CONTEXT = 40
 IN_PLACE = frozenset({"url", "json"})
 
 # Digests travel as hex (32/40/64 characters) or base64 (22-24/27-28/43-44 characters).
-_HEX_DIGEST = re.compile(rb"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9A-Za-z])")
+_HEX_DIGEST = re.compile(
+    rb"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9A-Za-z])"
+)
 _B64_DIGEST = re.compile(
     rb"(?<![A-Za-z0-9+/_-])(?:[A-Za-z0-9+/_-]{43}=?|[A-Za-z0-9+/_-]{27}=?|[A-Za-z0-9+/_-]{22}(?:==)?)"
     rb"(?![A-Za-z0-9+/=_-])"
@@ -153,18 +155,16 @@ class Detector:
 
     def _scan_digests(self, data: bytes) -> list[tuple[int, int, int, str, str]]:
         spans: list[tuple[int, int, int, str, str]] = []
-        table = self.digests
+        lookup = self.needle_set.digest_entries
         for m in _HEX_DIGEST.finditer(data):
-            entries = table.get(bytes.fromhex(m.group().decode("ascii")))
-            if entries:
-                spans.extend((e.ident, m.start(), m.end(), e.form, e.encoding) for e in entries)
+            for ident, form, encoding in lookup(bytes.fromhex(m.group().decode("ascii"))):
+                spans.append((ident, m.start(), m.end(), form, encoding))
         for m in _B64_DIGEST.finditer(data):
             token = m.group().rstrip(b"=")
             try:
                 raw = base64.urlsafe_b64decode(token.replace(b"+", b"-").replace(b"/", b"_") + b"==")
             except (binascii.Error, ValueError):
                 continue
-            entries = table.get(raw)
-            if entries:
-                spans.extend((e.ident, m.start(), m.end(), e.form, f"base64({e.encoding})") for e in entries)
+            for ident, form, encoding in lookup(raw):
+                spans.append((ident, m.start(), m.end(), form, f"base64({encoding})"))
         return spans

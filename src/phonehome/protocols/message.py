@@ -56,9 +56,9 @@ def split_multipart(body: bytes, content_type: str) -> list[tuple[bytes, str | N
             head, sep, data = chunk.partition(b"\n\n")
         ctype = None
         for line in head.splitlines():
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-type":
-                ctype = value.strip().decode("latin-1")
+            field, _, field_value = line.partition(b":")
+            if field.strip().lower() == b"content-type":
+                ctype = field_value.strip().decode("latin-1")
         # A section header may carry a value too (a file name in Content-Disposition).
         if head.strip():
             sections.append((head.strip(), "multipart-header"))

@@ -1,0 +1,66 @@
+"""The terminal view: findings grouped by destination, one table, nothing from a capture unescaped."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from phonehome.audit import AuditResult
+from phonehome.model import Finding
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def safe(text: str | None) -> str:
+    """Text from a capture with every control character (C0, DEL, C1) escaped."""
+    if not text:
+        return ""
+    return text.translate(_CONTROL)
+
+
+def destination(f: Finding) -> tuple[str, str, str]:
+    return (f.host or f.ip, f.ip, f.country or "??")
+
+
+def group(findings: Iterable[Finding]) -> dict[tuple[str, str, str], list[Finding]]:
+    groups: dict[tuple[str, str, str], list[Finding]] = defaultdict(list)
+    for f in findings:
+        groups[destination(f)].append(f)
+    return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+
+def render(result: AuditResult, console: Console) -> None:
+    title = f"phonehome audit of {safe(result.profile.name)}"
+    console.print(Text(title, style="bold"))
+    for i in result.inputs:
+        line = f"  {safe(i.path)}: {i.format or 'unreadable'}, {i.size:,} bytes, {i.exchanges:,} exchanges"
+        console.print(Text(line))
+    if not result.findings:
+        console.print(Text("No declared identifier was found in the traffic.", style="green"))
+    for (host, ip, country), items in group(result.findings).items():
+        transports = {("TLS" if f.encrypted else "cleartext") for f in items}
+        heading = f"{safe(host)} ({safe(ip)}, {country}, {'/'.join(sorted(transports))})"
+        table = Table(title=Text(heading, style="bold red"), title_justify="left", expand=False)
+        for col in ("identifier", "encoding", "where", "protocol", "count"):
+            table.add_column(col, overflow="fold")
+        counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        for f in items:
+            counts[(f.identifier, f.encoding, f.where, f.protocol)] += 1
+        for (ident, encoding, where, protocol), n in sorted(counts.items()):
+            table.add_row(Text(ident), Text(encoding), Text(safe(where)), Text(protocol), Text(str(n)))
+        console.print(table)
+    for w in result.warnings[:20]:
+        console.print(Text(f"warning: {safe(str(w))}", style="yellow"))
+    if len(result.warnings) > 20:
+        console.print(
+            Text(f"... and {len(result.warnings) - 20} more warnings (see --format json)", style="yellow")
+        )
+    for error in result.errors:
+        console.print(Text(f"error: {safe(error)}", style="bold red"))
+    leaks = len(result.findings)
+    hosts = len({destination(f) for f in result.findings})
+    console.print(Text(f"{leaks} finding(s) to {hosts} destination(s).", style="bold"))

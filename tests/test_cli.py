@@ -1,0 +1,226 @@
+"""End to end through the command line, in-process: demo, audit, exit statuses, bad input, corpus."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from factories import CORPUS, NO_CORPUS
+from phonehome.cli import Env, ExitStatus, main
+from phonehome.demo import factory_capture
+
+PROFILE = """\
+[device]
+name = "test phone"
+region = "IN"
+[identifiers]
+imei = "865123456789019"
+phone = "+919876543210"
+carrier = "airtel"
+android_id = "b9e28776354d259e"
+"""
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(args), Env(stdout=out, stderr=err, progress=False))
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def profile(tmp_path: Path) -> Path:
+    path = tmp_path / "phone.toml"
+    path.write_text(PROFILE, encoding="utf-8")
+    return path
+
+
+def test_demo_shows_the_redmi_findings(tmp_path: Path) -> None:
+    status, out, _err = run("demo", "--out", str(tmp_path))
+    assert status == 0
+    assert "reconstruction" in out
+    doc = json.loads((tmp_path / "findings.json").read_text())
+    assert doc["schema"] == "phonehome/findings/1"
+    seen = {f["identifier"] for f in doc["findings"]}
+    assert {"imei", "phone", "carrier", "contact.phone", "message.peer"} <= seen
+    for f in doc["findings"]:
+        assert f["host"] == "api.account.xiaomi.com"
+        assert ipaddress.ip_address(f["ip"]) in ipaddress.ip_network("42.62.48.0/24")
+        assert f["country"] == "CN" and f["country_source"]
+        assert f["encrypted"] is False and f["transport"] == "tcp"
+        assert f["url"].startswith("http://api.account.xiaomi.com/")
+        assert "«" in f["evidence"]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_demo_capture_opens_in_tshark(tmp_path: Path) -> None:
+    pcap = tmp_path / "demo.pcap"
+    pcap.write_bytes(factory_capture())
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(pcap), "-T", "fields", "-e", "http.host", "-e", "dns.qry.name"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "api.account.xiaomi.com" in out
+    assert out.count("api.account.xiaomi.com") >= 4  # DNS query and answer, three requests
+
+
+def test_json_document_and_exit_status_for_leaks(tmp_path: Path, profile: Path) -> None:
+    pcap = tmp_path / "c.pcap"
+    pcap.write_bytes(factory_capture())
+    status, out, _ = run("audit", str(pcap), "--device", str(profile), "--format", "json")
+    assert status == ExitStatus.LEAKS
+    doc = json.loads(out)
+    assert set(doc) >= {"schema", "inputs", "findings", "warnings"}
+    assert doc["inputs"][0]["format"] == "pcap"
+    required = {
+        "identifier",
+        "category",
+        "encoding",
+        "where",
+        "host",
+        "ip",
+        "port",
+        "url",
+        "country",
+        "transport",
+        "encrypted",
+        "time",
+        "flow",
+        "evidence",
+    }
+    assert all(required <= set(f) for f in doc["findings"])
+    encodings = {(f["identifier"], f["encoding"], f["where"]) for f in doc["findings"]}
+    assert ("imei", "md5", "body") in encodings
+    assert ("phone", "url", "body") in encodings
+    assert ("carrier", "plain", "query") in encodings
+
+
+def test_clean_capture_exits_zero(tmp_path: Path) -> None:
+    pcap = tmp_path / "c.pcap"
+    pcap.write_bytes(factory_capture())
+    other = tmp_path / "other.toml"
+    other.write_text('[identifiers]\nimei = "356938035643809"\ncarrier = "vodafone"\n', encoding="utf-8")
+    status, out, _ = run("audit", str(pcap), "--device", str(other))
+    assert status == ExitStatus.CLEAN
+    assert "No declared identifier" in out
+
+
+def test_text_output_is_grouped_by_destination(tmp_path: Path, profile: Path) -> None:
+    pcap = tmp_path / "c.pcap"
+    pcap.write_bytes(factory_capture())
+    report = tmp_path / "report.txt"
+    status, _, _ = run("audit", str(pcap), "--device", str(profile), "-o", str(report))
+    text = report.read_text()
+    assert status == 1
+    assert "api.account.xiaomi.com (42.62.48.171, CN, cleartext)" in text
+    assert "imei" in text and "md5" in text
+
+
+def test_bad_profile_names_file_line_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[device]\nname = "x"\n[identifiers]\nimei = "865123456789012"\n', encoding="utf-8")
+    pcap = tmp_path / "c.pcap"
+    pcap.write_bytes(factory_capture())
+    status, out, err = run("audit", str(pcap), "--device", str(bad))
+    assert status == ExitStatus.BAD_INPUT
+    assert out == ""
+    assert str(bad) in err and "line 4" in err and "imei" in err
+    assert err.count("\n") == 1
+
+
+def test_truncated_capture_gives_one_line_and_the_findings_before_the_cut(
+    tmp_path: Path, profile: Path
+) -> None:
+    data = factory_capture()
+    cut = data.index(b"/mipush/event") + 20  # inside the last request's packet
+    pcap = tmp_path / "cut.pcap"
+    pcap.write_bytes(data[:cut])
+    status, out, err = run("audit", str(pcap), "--device", str(profile), "--format", "json")
+    doc = json.loads(out)
+    assert {"imei", "phone", "carrier"} <= {f["identifier"] for f in doc["findings"]}
+    assert status in (ExitStatus.LEAKS, ExitStatus.BAD_INPUT)
+    messages = [w["message"] for w in doc["warnings"]] + [i["error"] or "" for i in doc["inputs"]]
+    assert any(
+        "offset" in m or w_offset
+        for m, w_offset in zip(messages, [w["offset"] for w in doc["warnings"]] + [None] * 9, strict=False)
+    )
+    assert "Traceback" not in err
+
+
+def test_not_a_capture_is_refused_by_content(tmp_path: Path, profile: Path) -> None:
+    junk = tmp_path / "capture.pcap"
+    junk.write_bytes(b"this is not a capture at all\n" * 10)
+    status, _, err = run("audit", str(junk), "--device", str(profile))
+    assert status == ExitStatus.BAD_INPUT
+    assert str(junk) in err and "offset 0" in err
+
+
+def test_usage_error_is_status_2() -> None:
+    status, _, err = run("audit")
+    assert status == ExitStatus.BAD_INPUT
+    assert "required" in err or "arguments" in err
+
+
+CAPTURES = sorted(
+    p for p in CORPUS.rglob("*") if p.is_file() and p.suffix in {".pcap", ".pcapng", ".har", ".mitm"}
+)
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason=NO_CORPUS)
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: str(p.relative_to(CORPUS)))
+def test_every_corpus_capture_is_read_without_a_crash(capture: Path, profile: Path) -> None:
+    status, out, err = run("audit", str(capture), "--device", str(profile), "--format", "json")
+    assert status in (0, 1, 2)
+    assert "Traceback" not in err
+    if capture.suffix in {".pcap", ".pcapng", ".har"}:
+        doc = json.loads(out)
+        assert doc["inputs"][0]["format"] in {"pcap", "pcapng", "har"}
+    else:
+        assert err.count("\n") <= 1
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason=NO_CORPUS)
+def test_made_up_identifiers_find_nothing_in_any_real_capture(tmp_path: Path) -> None:
+    """Look-alikes of every shape, against all real traffic: a detector that invents leaks fails here."""
+    fake = tmp_path / "fake.toml"
+    fake.write_text(
+        """[device]
+region = "US"
+[identifiers]
+imei = "356938035643809"
+imsi = "310150123456789"
+phone = "+12025550143"
+android_id = "9f3b2c1d4e5a6b7c"
+advertising_id = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+wifi_mac = "3c:22:fb:10:20:30"
+carrier = "Verizon Wireless"
+email = "nobody.here@example.net"
+""",
+        encoding="utf-8",
+    )
+    paths = [str(p) for p in CAPTURES if p.suffix in {".pcap", ".pcapng", ".har"}]
+    status, out, _ = run("audit", *paths, "--device", str(fake), "--format", "json")
+    doc = json.loads(out)
+    assert doc["findings"] == []
+    assert status in (0, 2)  # 2 only because the fuzzed captures are damaged
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason=NO_CORPUS)
+def test_real_device_id_in_a_real_capture(tmp_path: Path) -> None:
+    """ocs.pcap: a real Android app sends a device id to its analytics SDK in a query."""
+    prof = tmp_path / "ocs.toml"
+    prof.write_text('[identifiers]\ndevice_id = "f2c993d6218f5e22fe284b2e90c82f3b"\n', encoding="utf-8")
+    status, out, _ = run(
+        "audit", str(CORPUS / "pcap/ndpi/ocs.pcap"), "--device", str(prof), "--format", "json"
+    )
+    doc = json.loads(out)
+    assert status == 1
+    hits = {(f["host"], f["where"], f["encoding"]) for f in doc["findings"]}
+    assert ("api.eu01.capptain.com", "query", "plain") in hits
