@@ -87,6 +87,13 @@ class Hyperscan:
     def __init__(self, patterns: Sequence[bytes], cache_dir: Path | None = None) -> None:
         import hyperscan
 
+        # The hyperscan package measures literal patterns as C strings, so a pattern holding a
+        # NUL byte would be cut short; those few go to an Aho-Corasick automaton beside it.
+        self._ids = [i for i, p in enumerate(patterns) if b"\0" not in p]
+        side = [i for i, p in enumerate(patterns) if b"\0" in p]
+        self._side_ids = side
+        self._side = AhoCorasick([patterns[i] for i in side]) if side else None
+        patterns = [patterns[i] for i in self._ids]
         self._empty = not patterns
         self._db: Any = None
         if self._empty:
@@ -117,15 +124,19 @@ class Hyperscan:
                     pass
 
     def scan(self, data: bytes) -> list[tuple[int, int]]:
-        if self._empty or not data:
+        if not data:
             return []
         hits: list[tuple[int, int]] = []
-        append = hits.append
+        if not self._empty:
+            append = hits.append
+            ids = self._ids if self._side is not None else None
 
-        def on_match(idx: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
-            append((idx, end))
+            def on_match(idx: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
+                append((ids[idx] if ids is not None else idx, end))
 
-        self._db.scan(data, match_event_handler=on_match)
+            self._db.scan(data, match_event_handler=on_match)
+        if self._side is not None:
+            hits.extend((self._side_ids[i], end) for i, end in self._side.scan(data))
         return hits
 
 

@@ -234,7 +234,7 @@ class _Sniffing(_Consumer):
             kind = _DnsTcp
         elif tls.looks_like_tls(head):
             kind = _Tls
-        elif http1.looks_like_request(head):
+        elif http1.looks_like_request(head) and b" " in head[:32]:
             kind = _Http
         else:
             kind = _Raw

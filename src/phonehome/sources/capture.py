@@ -71,18 +71,17 @@ Event = Packet | Secrets | Notice
 # A frozen dataclass's __init__ stores each field through object.__setattr__; the slot descriptors
 # store the same values at about half the cost, which matters once per packet.
 _new_object = object.__new__
-(
-    _set_time,
-    _set_offset,
-    _set_proto,
-    _set_src,
-    _set_dst,
-    _set_sport,
-    _set_dport,
-    _set_flags,
-    _set_seq,
-    _set_payload,
-) = (getattr(Packet, field).__set__ for field in Packet.__slots__)
+_SETTERS = {name: getattr(Packet, name).__set__ for name in Packet.__slots__}
+_set_time = _SETTERS["time"]
+_set_offset = _SETTERS["offset"]
+_set_proto = _SETTERS["proto"]
+_set_src = _SETTERS["src"]
+_set_dst = _SETTERS["dst"]
+_set_sport = _SETTERS["sport"]
+_set_dport = _SETTERS["dport"]
+_set_flags = _SETTERS["flags"]
+_set_seq = _SETTERS["seq"]
+_set_payload = _SETTERS["payload"]
 
 
 def _packet(
@@ -335,7 +334,7 @@ _PCAP_MAGICS: Final[dict[bytes, tuple[str, float, int]]] = {
     b"\xa1\xb2\xcd\x34": (">", 1e6, 24),
 }
 _PCAP_FILE_HDR_LEN: Final = 24
-_MAX_CAPLEN: Final = 256 * 1024  # larger than any link type's maximum snap length in libpcap
+_MAX_CAPLEN: Final = 256 * 1024  # libpcap's MAXIMUM_SNAPLEN
 _MAX_ORIGLEN: Final = (1 << 24) - 1  # resync plausibility only: far above any real frame
 _RESYNC_WINDOW: Final = 7 * 86400  # seconds a re-found record may lie from its neighbour
 _RESYNC_BUDGET: Final = 16 * 1024 * 1024  # bytes scanned for a plausible record before giving up
@@ -368,8 +367,9 @@ _MIN_BLOCK: Final[dict[int, int]] = {
     _EPB: 32,
     _DSB: 20,
 }
-# Registered block types that carry nothing phonehome reads: skipped without a notice. Types with
-# the top bit set are for local use and skipped the same way.
+# Block types in the pcapng registry that carry nothing phonehome reads (with the Hone project's
+# 0x101... and Sysdig's 0x201... ranges): skipped without a notice. Types with the top bit set are
+# for local use and skipped the same way.
 _IGNORED_BLOCKS: Final = frozenset(
     {
         0x00000004,  # Name Resolution Block
@@ -773,7 +773,7 @@ class CaptureReader:
         return True
 
     def _block(self, buf: bytes, pos: int, btype: int, blen: int) -> Iterator[Event]:
-        """Any complete block but a Section Header Block (and the common well-formed EPB)."""
+        """A complete block other than a Section Header Block (well-formed EPBs take the fast path)."""
         offset = self._base + pos
         handler = self._BLOCKS.get(btype)
         if handler is not None:
@@ -827,7 +827,7 @@ class CaptureReader:
         self._ifaces.append((decode, units, tsoffset, snaplen))
 
     def _frame(self, ifid: int, start: int, caplen: int, time_units: int, offset: int) -> Iterator[Event]:
-        """A frame of a PB, SPB or damaged-looking EPB."""
+        """The frame of a PB, an SPB, or an EPB that did not take the fast path."""
         if ifid >= len(self._ifaces):
             yield self._notice(f"packet on interface {ifid}, which no interface block declared", offset)
             return

@@ -1,0 +1,158 @@
+"""The flow table: packets in capture order become the exchanges the phone sent."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phonehome.model import Exchange, Notice
+from phonehome.protocols.flows import ACK, FIN, SYN, FlowTable, Limits
+
+PHONE, SERVER, RESOLVER = bytes([10, 0, 0, 2]), bytes([93, 184, 216, 34]), bytes([10, 0, 0, 1])
+PSH = 0x08
+
+
+def _tcp_session(request: bytes, *, sport: int = 40000, dport: int = 80, isn: int = 1000) -> list[tuple]:
+    """(proto, src, dst, sport, dport, flags, seq, payload) for a whole connection, segments of 7 bytes."""
+    out = [
+        (6, PHONE, SERVER, sport, dport, SYN, isn, b""),
+        (6, SERVER, PHONE, dport, sport, SYN | ACK, 5000, b""),
+    ]
+    seq = isn + 1
+    for i in range(0, len(request), 7):
+        out.append((6, PHONE, SERVER, sport, dport, ACK | PSH, (seq + i) & 0xFFFFFFFF, request[i : i + 7]))
+    end = (seq + len(request)) & 0xFFFFFFFF
+    out.append((6, PHONE, SERVER, sport, dport, FIN | ACK, end, b""))
+    out.append((6, SERVER, PHONE, dport, sport, FIN | ACK, 5001, b""))
+    return out
+
+
+def _run(packets: list[tuple], limits: Limits | None = None) -> list[Exchange | Notice]:
+    table = FlowTable("test", limits)
+    events: list[Exchange | Notice] = []
+    for t, p in enumerate(packets):
+        table.packet(float(t), *p)
+        events.extend(table.drain())
+    table.finish()
+    events.extend(table.drain())
+    return events
+
+
+def _exchanges(events: list[Exchange | Notice]) -> list[Exchange]:
+    return [e for e in events if isinstance(e, Exchange)]
+
+
+REQUEST = (
+    b"POST /v1/register?imei=865123456789019 HTTP/1.1\r\nHost: api.example.com\r\n"
+    b"Cookie: a=1; uid=42\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n"
+    b'{"phone":"+9198"}'
+)
+
+
+def test_http_request_becomes_an_exchange_with_its_parts() -> None:
+    (ex,) = _exchanges(_run(_tcp_session(REQUEST)))
+    assert ex.protocol == "http" and ex.method == "POST" and ex.host == "api.example.com"
+    assert ex.url == "http://api.example.com/v1/register?imei=865123456789019"
+    assert (ex.client_ip, ex.client_port, ex.server_ip, ex.server_port) == (
+        "10.0.0.2",
+        40000,
+        "93.184.216.34",
+        80,
+    )
+    wheres = [(p.where, p.data) for p in ex.parts]
+    assert ("query", b"imei=865123456789019") in wheres
+    assert ("cookie", b"uid=42") in wheres
+    assert ("body", b'{"phone":"+9198"}') in wheres
+    assert ("header:host", b"api.example.com") in wheres
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), isn=st.sampled_from([0, 1000, 2**32 - 20]))
+def test_reordered_and_retransmitted_segments_give_the_same_exchange(seed: int, isn: int) -> None:
+    packets = _tcp_session(REQUEST, isn=isn)
+    handshake, data, tail = packets[:2], packets[2:-2], packets[-2:]
+    rng = random.Random(seed)
+    shuffled = data + rng.sample(data, k=min(5, len(data)))  # duplicates: retransmissions
+    rng.shuffle(shuffled)
+    (ex,) = _exchanges(_run(handshake + shuffled + tail))
+    (expected,) = _exchanges(_run(packets))
+    assert ex.parts == expected.parts and ex.url == expected.url
+
+
+def test_dns_answer_names_the_server_and_the_query_is_an_exchange() -> None:
+    query = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"\x03api\x07example\x03com\x00\x00\x01\x00\x01"
+    answer = (
+        struct.pack("!HHHHHH", 7, 0x8180, 1, 1, 0, 0)
+        + b"\x03api\x07example\x03com\x00\x00\x01\x00\x01"
+        + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04"
+        + SERVER
+    )
+    raw = b"\x00\x01binary-protocol imei=865123456789019"
+    packets = [
+        (17, PHONE, RESOLVER, 5353 + 1, 53, 0, 0, query),
+        (17, RESOLVER, PHONE, 53, 5354, 0, 0, answer),
+        *_tcp_session(raw, dport=5000),
+    ]
+    dns_ex, raw_ex = _exchanges(_run(packets))
+    assert dns_ex.protocol == "dns" and dns_ex.parts[0].data == b"api.example.com"
+    assert raw_ex.protocol == "raw" and raw_ex.host == "api.example.com"
+    assert raw_ex.parts[0].data == raw
+
+
+def test_tls_client_hello_gives_the_server_name() -> None:
+    sni = b"tracker.example.net"
+    ext = struct.pack("!HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni
+    body = (
+        b"\x03\x03"
+        + bytes(32)
+        + b"\x00"
+        + b"\x00\x02\x13\x01"
+        + b"\x01\x00"
+        + struct.pack("!H", len(ext))
+        + ext
+    )
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    hello = b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs + b"\x17\x03\x03\x00\x05" + b"\xaa" * 5
+    (ex,) = _exchanges(_run(_tcp_session(hello, dport=443)))
+    assert ex.protocol == "tls" and ex.encrypted and ex.host == "tracker.example.net"
+    assert [(p.where, p.data) for p in ex.parts] == [("sni", sni)]
+
+
+def test_a_missing_segment_is_marked_and_never_glued() -> None:
+    raw = b"A" * 30 + b"secret-1234567" + b"B" * 30
+    packets = _tcp_session(raw, dport=7000)
+    dropped = packets[2 + 4]  # bytes 28-35: the start of "secret-1234567"
+    events = _run([p for p in packets if p is not dropped])
+    chunks = [e.parts[0].data for e in _exchanges(events)]
+    assert all(b"secret-1234567" not in c for c in chunks)
+    assert b"".join(chunks) == raw.replace(dropped[7], b"")
+    assert any(isinstance(e, Notice) for e in events) or len(chunks) == 2
+
+
+def test_mid_flow_capture_uses_the_well_known_port() -> None:
+    packets = [p for p in _tcp_session(REQUEST, sport=51000, dport=8080) if not p[5] & SYN]
+    (ex,) = _exchanges(_run(packets))
+    assert ex.server_port == 8080 and ex.method == "POST"
+
+
+def test_flow_count_is_bounded() -> None:
+    packets = []
+    for port in range(40000, 40050):
+        packets.append((6, PHONE, SERVER, port, 9000, SYN, 1, b""))
+        packets.append((6, PHONE, SERVER, port, 9000, ACK | PSH, 2, b"x"))
+    events = _run(packets, Limits(max_flows=10))
+    notices = [e for e in events if isinstance(e, Notice)]
+    assert any("oldest closed early" in n.message for n in notices)
+    assert len(_exchanges(events)) == 50  # every flow still read, the evicted ones early
+
+
+def test_udp_only_the_first_speaker_is_scanned() -> None:
+    packets = [
+        (17, PHONE, SERVER, 40000, 9999, 0, 0, b"hello from phone"),
+        (17, SERVER, PHONE, 9999, 40000, 0, 0, b"reply from server"),
+    ]
+    (ex,) = _exchanges(_run(packets))
+    assert ex.transport == "udp" and ex.parts[0].data == b"hello from phone"
