@@ -535,6 +535,10 @@ class CaptureReader:
     def _notice(self, message: str, offset: int | None) -> Notice:
         return Notice(self._source, message, offset)
 
+    def _damaged(self, message: str, offset: int | None) -> Notice:
+        """The file's own structure is broken here: the input cannot be read whole."""
+        return Notice(self._source, message, offset, damage=True)
+
     def _fail(self, message: str, offset: int) -> InputError:
         return InputError(message, source=self._source, offset=offset)
 
@@ -953,7 +957,7 @@ class CaptureReader:
     def _resynced(self, offset: int) -> Notice:
         skipped = offset - self._damage_at
         what = "record" if self._run == self._resync_pcap else "block"
-        return self._notice(
+        return self._damaged(
             f"{self._damage}; skipped {skipped} bytes to the next valid {what} at offset {offset}",
             self._damage_at,
         )
@@ -967,7 +971,7 @@ class CaptureReader:
         self._scan = self._base + pos
         if self._scan <= self._damage_at + _RESYNC_BUDGET:
             return False
-        yield self._notice(
+        yield self._damaged(
             f"{self._damage}; no valid record in the {_RESYNC_BUDGET} bytes after it, "
             "the rest of the input is skipped",
             self._damage_at,
@@ -995,20 +999,20 @@ class CaptureReader:
             raise self._fail("file header is truncated", end)
         if run == self._run_pcap and left:
             if left < self._hlen:
-                yield self._notice(f"truncated record header ({left} of {self._hlen} bytes)", start)
+                yield self._damaged(f"truncated record header ({left} of {self._hlen} bytes)", start)
             else:
                 caplen = self._rec.unpack_from(self._buf, self._pos)[2]
-                yield self._notice(
+                yield self._damaged(
                     f"truncated record ({left - self._hlen} of {caplen} captured bytes present)", start
                 )
         elif run == self._run_pcapng and left:
             if left < 12:
-                yield self._notice(f"truncated block header ({left} of 12 bytes)", start)
+                yield self._damaged(f"truncated block header ({left} of 12 bytes)", start)
             else:
                 blen = self._ng.u32.unpack_from(self._buf, self._pos + 4)[0]
-                yield self._notice(f"truncated block ({left} of {blen} bytes present)", start)
+                yield self._damaged(f"truncated block ({left} of {blen} bytes present)", start)
         elif run in (self._resync_pcap, self._resync_pcapng):
-            yield self._notice(
+            yield self._damaged(
                 f"{self._damage}; no valid record follows, the remaining {end - self._damage_at} bytes "
                 "are skipped",
                 self._damage_at,
