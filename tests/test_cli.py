@@ -225,3 +225,56 @@ def test_real_device_id_in_a_real_capture(tmp_path: Path) -> None:
     assert status == 1
     hits = {(f["host"], f["where"], f["encoding"]) for f in doc["findings"]}
     assert ("api.eu01.capptain.com", "query", "plain") in hits
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason=NO_CORPUS)
+def test_real_android_requests_carrying_the_advertising_id(tmp_path: Path) -> None:
+    """NoMoAds: real requests of Android 7.1 apps. Exactly those carrying the ad ID are found."""
+    entries, carrying = [], 0
+    ad_id = "7263697a-cb1e-4c6f-a641-c2bfe1683295"
+    for name in ("test_even.json", "test_uneven.json"):
+        for req in json.loads((CORPUS / "json/nomoads" / name).read_text()).values():
+            scheme = "https" if req["dst_port"] == 443 else "http"
+            entries.append(
+                {
+                    "startedDateTime": "2019-02-21T18:01:04.258Z",
+                    "serverIPAddress": req["dst_ip"],
+                    "request": {
+                        "method": req["method"],
+                        "url": f"{scheme}://{req['host']}{req['uri']}",
+                        "headers": [{"name": k, "value": v} for k, v in req["headers"].items()],
+                    },
+                }
+            )
+            carrying += ad_id in req["uri"]
+    har = tmp_path / "nomoads.har"
+    har.write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}), encoding="utf-8")
+    prof = tmp_path / "nexus6.toml"
+    prof.write_text(f'[identifiers]\nadvertising_id = "{ad_id}"\n', encoding="utf-8")
+    status, out, _ = run("audit", str(har), "--device", str(prof), "--format", "json")
+    doc = json.loads(out)
+    assert status == 1 and carrying == 4
+    assert len({f["flow"] for f in doc["findings"]}) == carrying
+    assert {f["where"] for f in doc["findings"]} == {"query"}
+    assert {f["host"] for f in doc["findings"]} <= {
+        "publisher-config.unityads.unity3d.com",
+        "auction.unityads.unity3d.com",
+    }
+
+
+def test_fallback_engine_gives_the_same_findings(tmp_path: Path, profile: Path) -> None:
+    pcap = tmp_path / "c.pcap"
+    pcap.write_bytes(factory_capture())
+    docs = []
+    for engine in ("auto", "aho-corasick"):
+        _, out, _ = run("audit", str(pcap), "--device", str(profile), "--format", "json", "--engine", engine)
+        doc = json.loads(out)
+        docs.append(
+            sorted((f["identifier"], f["encoding"], f["where"], f["evidence"]) for f in doc["findings"])
+        )
+    assert docs[0] == docs[1] and docs[0]
+
+
+def test_help_returns_instead_of_exiting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"], Env(stdout=io.StringIO(), stderr=io.StringIO())) == 0
+    assert "audit" in capsys.readouterr().out

@@ -142,7 +142,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Env], ExitStatus]] = {
 def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
     env = env or Env()
     try:
-        args = _parser().parse_args(argv)
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as done:  # --help and --version print and stop
+            return int(done.code or 0)
         return int(COMMANDS[args.command](args, env))
     except InputError as exc:
         from phonehome.report.text import safe
