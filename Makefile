@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: install demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
+	@# tshark checks that the demo capture opens in Wireshark's dissectors; installed where missing.
+	@command -v tshark >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null) \
+		|| echo "tshark not installed: the test that opens the demo capture in it will skip"; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
