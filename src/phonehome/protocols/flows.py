@@ -52,7 +52,6 @@ class _TcpFlow:
         "reasm",
         "server",
         "server_fin",
-        "time",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], label: str, limit: int) -> None:
@@ -61,7 +60,6 @@ class _TcpFlow:
         self.label = label
         self.reasm = Reassembler(max_buffered=limit)
         self.consumer: _Consumer | None = None
-        self.time = 0.0
         self.last = 0.0
         self.client_fin = False
         self.server_fin = False
@@ -69,8 +67,6 @@ class _TcpFlow:
 
 class _Consumer:
     """Reads one client stream; subclasses per protocol."""
-
-    protocol = "raw"
 
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
         self.table = table
@@ -87,8 +83,6 @@ class _Consumer:
 
 
 class _Http(_Consumer):
-    protocol = "http"
-
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
         super().__init__(table, flow)
         self.parser = http1.RequestParser()
@@ -134,8 +128,6 @@ class _Http(_Consumer):
 
 
 class _Tls(_Consumer):
-    protocol = "tls"
-
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
         super().__init__(table, flow)
         self.reader: tls.ClientHelloReader | None = tls.ClientHelloReader()
@@ -156,8 +148,6 @@ class _Tls(_Consumer):
 
 
 class _Raw(_Consumer):
-    protocol = "raw"
-
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
         super().__init__(table, flow)
         self.buf = bytearray()
@@ -185,8 +175,6 @@ class _Raw(_Consumer):
 
 
 class _DnsTcp(_Consumer):
-    protocol = "dns"
-
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
         super().__init__(table, flow)
         self.buf = b""
@@ -415,7 +403,6 @@ class FlowTable:
                 key = (dst, dport, src, sport)
             label = f"tcp {_endpoint(client)}>{_endpoint(server)}"
             flow = _TcpFlow(client, server, label, self.limits.max_stream_buffer)
-            flow.time = self._now
             self._tcp[key] = flow
             self.stats["tcp_flows"] += 1
             from_client = client_is_src

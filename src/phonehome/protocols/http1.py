@@ -642,15 +642,20 @@ class RequestParser:
         draft.body_seen += n
         self._drop(n)
 
+    def _take_counted(self, draft: _Draft, avail: int) -> bool:
+        """Take up to ``draft.left`` body bytes of a counted run (Content-Length or one chunk);
+        True when the run is complete."""
+        n = min(avail, draft.left)
+        self._take_body(draft, n)
+        draft.left -= n
+        return not draft.left
+
     def _step_body_length(self) -> Signal | None:
         draft = self._draft
         assert draft is not None
         avail = self._avail()
         if avail:
-            n = min(avail, draft.left)
-            self._take_body(draft, n)
-            draft.left -= n
-            if not draft.left:
+            if self._take_counted(draft, avail):
                 self._finish(complete=True)
                 self._state = _State.HEAD
             return None
@@ -737,10 +742,7 @@ class RequestParser:
         assert draft is not None
         avail = self._avail()
         if avail:
-            n = min(avail, draft.left)
-            self._take_body(draft, n)
-            draft.left -= n
-            if not draft.left:
+            if self._take_counted(draft, avail):
                 self._state = _State.CHUNK_END
             return None
         why = self._ended_by()
