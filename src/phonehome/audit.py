@@ -86,6 +86,9 @@ class Auditor:
                         source=exchange.source,
                         evidence=hit.evidence,
                         form=hit.form,
+                        tls_version=exchange.tls_version,
+                        tls_cipher=exchange.tls_cipher,
+                        name_source=exchange.name_source,
                     )
                 )
         return out

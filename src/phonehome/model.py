@@ -51,7 +51,10 @@ class Exchange:
     host: str | None = None  # the name the phone used (Host, SNI or DNS query)
     url: str | None = None
     method: str | None = None
-    encrypted: bool = False
+    encrypted: bool = False  # seen inside TLS (decrypted) or over a protocol that is always encrypted
+    tls_version: str | None = None  # e.g. "TLS 1.3", when the bytes were read from inside TLS
+    tls_cipher: str | None = None  # IANA name, e.g. "TLS_AES_128_GCM_SHA256"
+    name_source: str | None = None  # where ``host`` came from: "http", "sni", "dns", "har", "mitm", ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,4 +100,14 @@ class Finding:
     source: str
     evidence: str  # printable-escaped bytes around the match, the match between « »
     form: str = "plain"  # which normal form of the value matched (e164, national, no-check-digit, ...)
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    name_source: str | None = None  # see Exchange.name_source
+    # Filled by attribute/: the registrable domain of ``host`` and who runs it.
+    domain: str | None = None
+    owner: str | None = None
+    role: str | None = None  # vendor, first-party, cloud, cdn, advertising, analytics, crash, social, ...
+    # Filled by policy/: "allowed" or "violation", and the rule that decided it.
+    verdict: str = "violation"
+    rule: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)

@@ -99,6 +99,7 @@ def test_dns_answer_names_the_server_and_the_query_is_an_exchange() -> None:
     dns_ex, raw_ex = _exchanges(_run(packets))
     assert dns_ex.protocol == "dns" and dns_ex.parts[0].data == b"api.example.com"
     assert raw_ex.protocol == "raw" and raw_ex.host == "api.example.com"
+    assert raw_ex.name_source == "dns" and dns_ex.name_source == "dns"
     assert raw_ex.parts[0].data == raw
 
 

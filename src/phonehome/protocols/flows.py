@@ -239,7 +239,8 @@ class FlowTable:
     def __init__(self, source: str, limits: Limits | None = None) -> None:
         self.source = source
         self.limits = limits or Limits()
-        self.names: dict[str, str] = {}  # server address -> the name the phone resolved
+        # server address -> (the name the phone used for it, where that name was seen: "dns" or "sni")
+        self.names: dict[str, tuple[str, str]] = {}
         self._tcp: OrderedDict[tuple[bytes, int, bytes, int], _TcpFlow] = OrderedDict()
         self._udp: OrderedDict[tuple[bytes, int, bytes, int], tuple[bytes, int]] = OrderedDict()
         self._out: list[Exchange | Notice] = []
@@ -256,8 +257,8 @@ class FlowTable:
     def notice(self, message: str, flow: str | None = None, offset: int | None = None) -> None:
         self._out.append(Notice(self.source, message, offset, flow))
 
-    def _name_of(self, ip: str) -> str | None:
-        return self.names.get(ip)
+    def _name_of(self, ip: str) -> tuple[str, str] | tuple[None, None]:
+        return self.names.get(ip) or (None, None)
 
     def _exchange(
         self,
@@ -272,8 +273,11 @@ class FlowTable:
         url: str | None = None,
         method: str | None = None,
         encrypted: bool = False,
+        name_source: str | None = None,
     ) -> None:
         server_ip = ip_text(server[0])
+        if not host:
+            host, name_source = self._name_of(server_ip)
         self._out.append(
             Exchange(
                 source=self.source,
@@ -286,15 +290,19 @@ class FlowTable:
                 server_ip=server_ip,
                 server_port=server[1],
                 parts=parts,
-                host=host or self._name_of(server_ip),
+                host=host,
                 url=url,
                 method=method,
                 encrypted=encrypted,
+                name_source=name_source,
             )
         )
 
     def http_request(self, flow: _TcpFlow, request: http1.Request) -> None:
-        host = http1.host_of(request) or self._name_of(ip_text(flow.server[0]))
+        host: str | None = http1.host_of(request)
+        name_source: str | None = "http"
+        if not host:
+            host, name_source = self._name_of(ip_text(flow.server[0]))
         target = request.target
         if target.startswith((b"http://", b"https://")):
             url = target.decode("latin-1")
@@ -317,6 +325,7 @@ class FlowTable:
             host=host,
             url=url,
             method=request.method,
+            name_source=name_source,
         )
         for warning in request.warnings:
             self.notice(f"HTTP {request.method} {url}: {warning}", flow.label)
@@ -324,9 +333,17 @@ class FlowTable:
     def client_hello(self, flow: _TcpFlow, hello: tls.ClientHello) -> None:
         parts = (Part(WHERE_SNI, hello.server_name.encode()),) if hello.server_name else ()
         if hello.server_name:
-            self.names.setdefault(ip_text(flow.server[0]), hello.server_name)
+            self.names.setdefault(ip_text(flow.server[0]), (hello.server_name, "sni"))
         self._exchange(
-            flow.label, "tcp", "tls", flow.client, flow.server, parts, host=hello.server_name, encrypted=True
+            flow.label,
+            "tcp",
+            "tls",
+            flow.client,
+            flow.server,
+            parts,
+            host=hello.server_name,
+            encrypted=True,
+            name_source="sni",
         )
 
     def raw(self, flow: _TcpFlow, data: bytes) -> None:
@@ -350,13 +367,20 @@ class FlowTable:
             asked = message.queries[0][0] if message.queries else None
             for owner, rtype, data in message.answers:
                 if rtype in (1, 28):
-                    self.names[data] = asked or owner
+                    self.names[data] = (asked or owner, "dns")
             return
         if not from_client:
             return
         for name, _qtype in message.queries:
             self._exchange(
-                label, transport, "dns", sender, receiver, (Part(WHERE_DNS, name.encode()),), host=name
+                label,
+                transport,
+                "dns",
+                sender,
+                receiver,
+                (Part(WHERE_DNS, name.encode()),),
+                host=name,
+                name_source="dns",
             )
 
     # ---- input --------------------------------------------------------------------------------

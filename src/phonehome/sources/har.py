@@ -228,6 +228,7 @@ def _exchanges(entry: dict[str, object], flow: str, source: str, problems: _Prob
         url=url,
         method=method.strip() if method else None,
         encrypted=scheme in _ENCRYPTED_SCHEMES,
+        name_source="har",
     )
     return [http, *_websocket(entry.get("_webSocketMessages"), http, problems)]
 
