@@ -30,6 +30,10 @@ class AuditResult:
     findings: list[Finding] = field(default_factory=list)
     warnings: list[Notice] = field(default_factory=list)
     engine: str = ""
+    # The run's verdict in one plain sentence a non-specialist understands (filled by policy/).
+    verdict: str = ""
+    # True when the audit was interrupted (Ctrl-C, SIGTERM) before reading every input to its end.
+    incomplete: bool = False
 
     @property
     def errors(self) -> list[str]:
