@@ -1,15 +1,23 @@
-"""Country lookups come from installed data, say their source, and never guess for private space."""
+"""Country lookups: layered sources in order, each answer naming its source; none for private space."""
 
 from __future__ import annotations
 
+import ipaddress
+import shutil
+from pathlib import Path
+
 import pytest
 
-from phonehome.attribute.geo import Geo
+from phonehome.attribute.geo import Geo, cloud_ranges, cloud_regions, find_mmdb
+from phonehome.errors import InputError
+
+MAXMIND = Path(__file__).parent / "data" / "maxmind"
+TEST_DB = str(MAXMIND / "GeoLite2-Country-Test.mmdb")
 
 
 @pytest.fixture(scope="module")
 def geo() -> Geo:
-    return Geo()
+    return Geo(discover=False)
 
 
 @pytest.mark.parametrize(
@@ -19,10 +27,109 @@ def geo() -> Geo:
 def test_public_addresses_have_a_country_and_a_source(geo: Geo, ip: str, country: str) -> None:
     code, source = geo.country(ip)
     assert code == country
-    assert source is not None and source.startswith("geolite2")
+    assert source is not None and source.startswith("geolite2 20")
 
 
-@pytest.mark.parametrize("ip", ["10.0.0.1", "192.168.1.1", "fe80::1", "127.0.0.1", "not-an-ip", ""])
+@pytest.mark.parametrize(
+    "ip", ["10.0.0.1", "192.168.1.1", "fe80::1", "127.0.0.1", "100.64.0.1", "not-an-ip", ""]
+)
 def test_private_or_invalid_addresses_have_none(geo: Geo, ip: str) -> None:
     code, _source = geo.country(ip)
     assert code is None
+
+
+@pytest.mark.parametrize(
+    ("ip", "country", "source"),
+    [
+        ("13.232.0.1", "IN", "aws ip-ranges"),  # AWS Mumbai (ap-south-1), registered in the US
+        ("2406:da1a::1", "IN", "aws ip-ranges"),  # AWS Mumbai over IPv6
+        ("34.93.0.1", "IN", "gcp cloud.json"),  # Google Cloud asia-south1
+        ("20.192.0.1", "IN", "azure service tags"),  # Azure centralindia
+    ],
+)
+def test_cloud_region_ranges_place_cloud_addresses(geo: Geo, ip: str, country: str, source: str) -> None:
+    code, said = geo.country(ip)
+    assert code == country
+    assert said is not None and said.startswith(source + " 20")
+
+
+def test_cloud_range_names_provider_region_and_snapshot(geo: Geo) -> None:
+    hit = geo.cloud("13.232.0.1")
+    assert hit is not None
+    assert (hit.provider, hit.owner, hit.region, hit.country) == (
+        "aws",
+        "Amazon Web Services",
+        "ap-south-1",
+        "IN",
+    )
+    assert hit.source == f"aws ip-ranges {cloud_ranges().date} ap-south-1"
+    assert geo.cloud("10.0.0.1") is None and geo.cloud("42.62.48.171") is None
+
+
+def test_anycast_ranges_fall_through_to_geolocation(geo: Geo) -> None:
+    hit = geo.cloud("13.32.0.1")  # CloudFront, published under AWS's GLOBAL pseudo-region
+    assert hit is not None and hit.region == "GLOBAL" and hit.country is None
+    code, source = geo.country("13.32.0.1")
+    assert code is not None and source is not None and source.startswith("geolite2")
+
+
+def test_every_region_in_the_bundled_ranges_is_placed_or_listed_unplaced() -> None:
+    providers = cloud_regions()
+    ranges = cloud_ranges()
+    missing = sorted(
+        (p, r) for p, r in ranges.regions if r not in providers[p].regions and r not in providers[p].unplaced
+    )
+    assert missing == []
+    for p in providers.values():
+        assert all(len(c) == 2 and c.isupper() for c in p.regions.values())
+
+
+def test_registry_is_the_last_resort(geo: Geo) -> None:
+    # Allocated after the bundled GeoLite2 snapshot, so only the registry data knows it.
+    assert geo.geolite2.country(ipaddress.ip_address("165.99.42.21")) is None
+    code, source = geo.country("165.99.42.21")
+    assert code == "CN"
+    assert source is not None and source.startswith("rir iptocc ")
+
+
+def test_a_user_mmdb_answers_before_the_bundled_database() -> None:
+    geo = Geo(TEST_DB)
+    assert geo.country("67.43.156.1") == ("BT", "mmdb GeoLite2-Country 2026-02-04")
+    assert geo.country("2a02:d280::1")[0] == "CZ"
+    # Cloud region ranges still come first: the provider says where it deployed the prefix.
+    code, source = geo.country("13.232.0.1")
+    assert code == "IN" and source is not None and source.startswith("aws ip-ranges")
+    # Addresses the user's database lacks fall through to the bundled one.
+    assert geo.country("42.62.48.171") == ("CN", geo.geolite2.source)
+
+
+@pytest.mark.parametrize("name", ["invalid-bytes-length.mmdb", "README.md", "absent.mmdb"])
+def test_a_bad_mmdb_named_by_the_user_fails_at_once(name: str) -> None:
+    path = str(MAXMIND / name)
+    with pytest.raises(InputError) as err:
+        Geo(path)
+    assert err.value.source == path
+
+
+def test_a_damaged_data_section_falls_through_rather_than_failing() -> None:
+    geo = Geo(str(MAXMIND / "libmaxminddb-oversized-map.mmdb"))
+    code, source = geo.country("42.62.48.171")
+    assert code == "CN" and source is not None and source.startswith("geolite2")
+
+
+def test_an_impossible_build_time_is_reported_as_undated() -> None:
+    geo = Geo(str(MAXMIND / "libmaxminddb-uint64-max-epoch.mmdb"))
+    assert geo.mmdb is not None and geo.mmdb.source.endswith(" undated")
+
+
+def test_mmdb_files_are_found_in_the_usual_places(tmp_path: Path) -> None:
+    share, local = tmp_path / "share", tmp_path / "local"
+    share.mkdir()
+    local.mkdir()
+    assert find_mmdb([str(share), str(local)]) is None
+    shutil.copy(TEST_DB, local / "dbip-country-lite-2024-05.mmdb")
+    shutil.copy(TEST_DB, local / "dbip-country-lite-2024-06.mmdb")
+    assert find_mmdb([str(share), str(local)]) == str(local / "dbip-country-lite-2024-06.mmdb")
+    shutil.copy(TEST_DB, share / "GeoLite2-City.mmdb")
+    shutil.copy(TEST_DB, share / "GeoLite2-Country.mmdb")
+    assert find_mmdb([str(share), str(local)]) == str(share / "GeoLite2-Country.mmdb")

@@ -1,0 +1,107 @@
+"""Host names as the phone used them, and their registrable domains, from the Public Suffix List.
+
+The list is the snapshot bundled in the ``publicsuffixlist`` package (its version ends in the
+snapshot's date); nothing is fetched at run time. Two readings of the list are kept apart:
+
+* ``domain``: the registrable domain under the whole list, private section included, so that a
+  tenant of a shared platform keeps its own name (``myapp.appspot.com``, ``d1.cloudfront.net``);
+* ``site``: the registrable domain under the ICANN section only (``appspot.com``,
+  ``cloudfront.net``), which is as far up as an owner lookup walks.
+
+Names arrive from HTTP ``Host`` headers, TLS SNI, DNS and HAR files, so they may carry a port, a
+trailing dot, upper case or Unicode labels; :func:`normalise` turns them into one form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib.metadata import version
+
+from publicsuffixlist import PublicSuffixList
+
+# RFC 1035 §2.3.4: a name is at most 255 octets on the wire, 253 characters written out.
+MAX_NAME = 253
+
+
+def psl_date() -> str:
+    """The date of the bundled Public Suffix List snapshot, e.g. ``2026-10-23``."""
+    stamp = version("publicsuffixlist").rsplit(".", 1)[-1]
+    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:]}" if len(stamp) == 8 and stamp.isdigit() else stamp
+
+
+@cache
+def _lists() -> tuple[PublicSuffixList, PublicSuffixList]:
+    # Parsing the list takes a tenth of a second; do it once per process, on first use.
+    return PublicSuffixList(), PublicSuffixList(only_icann=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A destination name in one normal form, with its registrable domains."""
+
+    host: str  # lower case, A-labels, no port, no trailing dot
+    address: bool  # an IP literal rather than a name
+    domain: str | None  # registrable domain under the whole list (private section included)
+    site: str | None  # registrable domain under the ICANN section only
+
+    def candidates(self) -> tuple[str, ...]:
+        """Owner-table keys from the full host up to ``site``, most specific first."""
+        if self.address:
+            return (self.host,)
+        labels = self.host.split(".")
+        top = len(self.site.split(".")) if self.site else 1
+        return tuple(".".join(labels[i:]) for i in range(len(labels) - top + 1))
+
+
+def _strip_port(text: str) -> str:
+    if text.startswith("["):  # RFC 3986 §3.2.2: an IPv6 literal is bracketed, a port may follow
+        end = text.find("]")
+        return text[1:end] if end > 0 else text[1:]
+    head, sep, tail = text.rpartition(":")
+    if sep and ":" not in head and tail.isdigit():  # one colon: host:port; more: a bare IPv6 address
+        return head
+    if sep and ":" not in head and not tail:
+        return head
+    return text
+
+
+def _to_ascii(host: str) -> str | None:
+    if host.isascii():
+        return host
+    labels = []
+    for label in host.split("."):
+        try:
+            # RFC 3490 ToASCII per label; the A-label is what the phone put on the wire.
+            labels.append(label.encode("idna").decode("ascii") if not label.isascii() else label)
+        except UnicodeError:
+            return None
+    return ".".join(labels)
+
+
+@lru_cache(maxsize=65536)
+def normalise(raw: str | None) -> Name | None:
+    """The name in normal form, or None when there is no usable name."""
+    if not raw:
+        return None
+    text = _strip_port(raw.strip()).rstrip(".").lower()
+    if not text or len(text) > MAX_NAME + 8:
+        return None
+    try:
+        return Name(str(ipaddress.ip_address(text.split("%", 1)[0])), True, None, None)
+    except ValueError:
+        pass
+    host = _to_ascii(text)
+    if host is None or len(host) > MAX_NAME or "" in host.split("."):
+        return None
+    full, icann = _lists()
+    site = icann.privatesuffix(host)
+    domain = full.privatesuffix(host) or site
+    return Name(host, False, domain, site)
+
+
+def registrable(raw: str | None) -> str | None:
+    """The registrable domain of a host name (public-suffix aware); None for addresses and suffixes."""
+    name = normalise(raw)
+    return name.domain if name else None
