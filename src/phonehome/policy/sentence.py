@@ -1,0 +1,109 @@
+"""The run's verdict in one plain sentence a non-specialist understands.
+
+"Sent your IMEI and your phone number in clear text to Xiaomi (api.account.xiaomi.com) in China
+without consent." Violations are described when there are any; otherwise what was allowed. Words for
+identifiers, destinations and countries are tables; the sentence does not depend on finding order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from phonehome.model import Finding
+from phonehome.policy.countries import country_name
+from phonehome.policy.model import Policy
+from phonehome.policy.rules import VIOLATION
+
+NOTHING = "Nothing you declared left the phone."
+
+# Identifier label -> words, in the order a sentence lists them (who the user is first).
+WORDS: dict[str, str] = {
+    "imei": "your IMEI",
+    "imei2": "your second IMEI",
+    "meid": "your MEID",
+    "imsi": "your IMSI (SIM subscriber identity)",
+    "iccid": "your SIM card number (ICCID)",
+    "phone": "your phone number",
+    "msisdn": "your phone number",
+    "carrier": "your carrier's name",
+    "carrier_code": "your carrier's code",
+    "mcc_mnc": "your carrier's code",
+    "email": "your e-mail address",
+    "account": "your account name",
+    "serial": "your serial number",
+    "android_id": "your Android ID",
+    "gsf_id": "your Google services ID",
+    "advertising_id": "your advertising ID",
+    "gaid": "your advertising ID",
+    "idfa": "your advertising ID",
+    "idfv": "your app vendor ID",
+    "udid": "your device ID",
+    "device_id": "your device ID",
+    "wifi_mac": "your Wi-Fi MAC address",
+    "bt_mac": "your Bluetooth MAC address",
+    "mac": "your MAC address",
+    "hostname": "your device's name",
+    "ssid": "your Wi-Fi network's name",
+    "bssid": "your Wi-Fi router's address",
+    "contact.phone": "a contact's phone number",
+    "contact.email": "a contact's e-mail address",
+    "contact.name": "a contact's name",
+    "message.peer": "the number of someone who texted you",
+    "message.text": "the text of a message",
+}
+_RANK = {label: i for i, label in enumerate(WORDS)}
+MAX_DESTINATIONS = 3  # more are counted, not named, to keep one sentence readable
+MAX_HOSTS = 2
+
+
+def words(label: str) -> str:
+    return WORDS.get(label, f"your {label.replace('_', ' ')}")
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _destination(findings: list[Finding]) -> str:
+    idents = sorted({f.identifier for f in findings}, key=lambda x: (_RANK.get(x, len(_RANK)), x))
+    phrases = list(dict.fromkeys(words(i) for i in idents))
+    enc = {f.encrypted for f in findings}
+    transport = (
+        "encrypted" if enc == {True} else "in clear text" if enc == {False} else "partly in clear text"
+    )
+    hosts = sorted({f.host or f.ip for f in findings})
+    shown = ", ".join(hosts[:MAX_HOSTS]) + (
+        f" and {len(hosts) - MAX_HOSTS} more" if len(hosts) > MAX_HOSTS else ""
+    )
+    owner = findings[0].owner
+    who = f"{owner} ({shown})" if owner else shown
+    text = f"{_join(phrases)} {transport} to {who}"
+    country = country_name(findings[0].country)
+    return f"{text} in {country}" if country else text
+
+
+def _described(findings: list[Finding]) -> str:
+    groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for f in findings:
+        groups[(f.owner or f.host or f.ip, f.country or "")].append(f)
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    parts = [_destination(items) for _key, items in ordered[:MAX_DESTINATIONS]]
+    rest = len(ordered) - MAX_DESTINATIONS
+    if rest > 0:
+        parts.append(f"data to {rest} more destination{'s' if rest > 1 else ''}")
+    return _join(parts)
+
+
+def sentence(findings: Iterable[Finding], policy: Policy | None) -> str:
+    """The verdict of a run whose findings are already judged."""
+    found = list(findings)
+    if not found:
+        return NOTHING
+    violations = [f for f in found if f.verdict == VIOLATION]
+    if not violations:
+        return f"Sent {_described(found)}, as your policy allows."
+    how = "without consent" if policy is None or not policy.consent else "against your policy"
+    return f"Sent {_described(violations)} {how}."

@@ -1,0 +1,64 @@
+"""The run's verdict in plain words."""
+
+from __future__ import annotations
+
+from factories import finding
+from phonehome.policy import NOTHING, judge_all, load_policy, sentence
+
+
+def test_no_findings() -> None:
+    assert sentence([], None) == NOTHING == "Nothing you declared left the phone."
+
+
+def test_violations_without_consent_name_owner_host_country_and_transport() -> None:
+    found = judge_all(
+        None,
+        [
+            finding(identifier="phone", category="subscriber", owner="Xiaomi"),
+            finding(identifier="imei", owner="Xiaomi"),
+            finding(identifier="imei", owner="Xiaomi", encoding="md5"),
+        ],
+    )
+    assert sentence(found, None) == (
+        "Sent your IMEI and your phone number in clear text to Xiaomi (api.account.xiaomi.com) in China "
+        "without consent."
+    )
+
+
+def test_only_violations_are_told_and_against_a_policy() -> None:
+    policy = load_policy("consented-cloud")
+    found = judge_all(
+        policy,
+        [
+            finding(identifier="imei", owner="Xiaomi", role="vendor", encrypted=True, country="SG"),
+            finding(
+                identifier="contact.phone",
+                category="contacts",
+                owner="Xiaomi",
+                role="vendor",
+                encrypted=True,
+                country="SG",
+            ),
+            finding(identifier="message.peer", category="messages", host="t.example", country=None),
+        ],
+    )
+    assert sentence(found, policy) == (
+        "Sent a contact's phone number encrypted to Xiaomi (api.account.xiaomi.com) in Singapore and "
+        "the number of someone who texted you in clear text to t.example against your policy."
+    )
+
+
+def test_all_allowed() -> None:
+    policy = load_policy("residency:IN")
+    found = judge_all(
+        policy, [finding(identifier="loyalty_id", country="IN", encrypted=True, host="x.example.in")]
+    )
+    assert (
+        sentence(found, policy)
+        == "Sent your loyalty id encrypted to x.example.in in India, as your policy allows."
+    )
+
+
+def test_many_destinations_are_counted_not_named() -> None:
+    found = judge_all(None, [finding(host=f"h{i}.example", country="US") for i in range(5)])
+    assert sentence(found, None).endswith(" and data to 2 more destinations without consent.")
