@@ -12,7 +12,9 @@ import base64
 import hashlib
 import json
 import random
+import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import dpkt
@@ -215,22 +217,51 @@ def build_session(rng: random.Random, people: list[tuple[str, str, str]]) -> lis
     return b.frames
 
 
+# Fields of the phone's requests that change from one repetition of the session to the next, as
+# they do in real traffic (session cookies, timestamps, which contact is synced, log lines), so
+# that no two repetitions send the same bytes. Each is rewritten in place, at the same length.
+_VARYING = {
+    "cookie": re.compile(rb"sid=([0-9a-f]{16})"),
+    "ts": re.compile(rb'"ts": (\d{10})'),
+    "contact": re.compile(rb"tel=%2B9198(\d{8})"),
+    "log": re.compile(rb'"msg": "(x{8})'),
+}
+
+
+# kind -> new value of that field: (random source, running count, number of contacts) -> text.
+_NEW_VALUE: dict[str, Callable[[random.Random, int, int], str]] = {
+    "cookie": lambda rng, _n, _people: rng.randbytes(8).hex(),
+    "ts": lambda _rng, n, _people: str(1_700_000_000 + n),
+    "contact": lambda _rng, n, people: f"{n * 7919 % people:08d}",
+    "log": lambda _rng, n, _people: f"{n % 10**8:08d}",
+}
+
+
+def _varying_fields(frame: bytes) -> list[tuple[int, int, str]]:
+    return [(m.start(1), m.end(1), kind) for kind, rx in _VARYING.items() for m in rx.finditer(frame)]
+
+
 def generate(path: Path, size: int, people: list[tuple[str, str, str]], seed: int = 7) -> int:
     rng = random.Random(seed)
     session = build_session(rng, people)
+    fields = [_varying_fields(frame) if direction == 0 else [] for frame, _port_at, direction in session]
     written = 0
     ts = 1_700_000_000.0
     rep = 0
+    n = 0
     with open(path, "wb") as fh:
         fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         written = 24
         while written < size:
             base = 1024 + (rep * 131) % 40000  # fresh client ports each repetition
-            for frame, port_at, _direction in session:
+            for (frame, port_at, _direction), varying in zip(session, fields, strict=True):
                 buf = bytearray(frame)
                 port = int.from_bytes(buf[port_at : port_at + 2], "big")
                 if port >= 20000:
                     buf[port_at : port_at + 2] = ((port - 20000 + base) % 64000 + 1024).to_bytes(2, "big")
+                for start, end, kind in varying:
+                    n += 1
+                    buf[start:end] = _NEW_VALUE[kind](rng, n, len(people)).encode()
                 ts += 0.0005
                 sec = int(ts)
                 fh.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(buf), len(buf)))

@@ -1,18 +1,31 @@
-"""``make bench``: phonehome's audit throughput beside tshark's on the same generated capture.
+"""``make bench``: phonehome's throughput targets, each measured beside its target in one run.
 
-Not a test: it prints figures. Sizes can be changed with BENCH_MB (default 1024) and
-BENCH_CONTACTS (default 10000). Generated files are kept in bench/out/ between runs.
+Not a test: it prints figures, and a table of every target with what was measured and whether it
+holds. All ratios are taken in the same run, on the same machine and files:
+
+- single core: ``phonehome audit`` of the main capture (BENCH_MB MiB, default 1024) with a
+  BENCH_CONTACTS-contact profile (default 10,000; every encoding on), in MB/s, and beside
+  ``tshark -r FILE -T fields -e http.host -e http.request.uri`` on the same file;
+- identifiers: the same audit of a quarter-size capture with 50,000 contacts and with 10;
+- size: the cost of each added MB between an eighth and a quarter of the main size, against
+  between a quarter and the whole (linear when equal), and peak RSS; with BENCH_FULL=1 also a
+  4 GiB capture, the size the memory target names;
+- processes: ``audit -j 2`` against ``-j 1`` on four captures of the main size.
+
+Profiles are compiled once before timing (phonehome caches them under ~/.cache/phonehome, as a
+second audit with the same profile finds them), and that first compilation is reported apart.
+Generated files are kept in bench/out/ between runs. BENCH_TLS_MB sizes the TLS decryption figure.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -20,65 +33,242 @@ from gen import contacts, generate, profile_text
 
 OUT = Path(__file__).resolve().parent / "out"
 BIN = Path(sys.executable).parent
+MB = 1_000_000
+# The generator's layout version: files of an older layout are made again.
+LAYOUT = "v3"
 
 
-def timed(cmd: list[str]) -> tuple[float, int, int]:
-    """Wall seconds, exit status and the child's peak RSS in MiB."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+@dataclass(frozen=True, slots=True)
+class Run:
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the command and the processes it waited for
+    rss: int  # peak resident set of the largest of its processes, MB
+
+
+def timed(cmd: list[str]) -> Run:
+    """Run ``cmd`` and measure it; exit statuses 0 and 1 (no finding, findings) are success."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 1):
-        sys.stderr.write(proc.stderr.decode(errors="replace")[-2000:])
+        sys.stderr.write(err.decode(errors="replace")[-2000:])
         raise SystemExit(f"{cmd[0]} failed with status {proc.returncode}")
-    return elapsed, proc.returncode, max(after, before) // 1024
+    return Run(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024 // MB)
+
+
+def tls_stream(size: int) -> tuple[bytes, bytes, bytes]:
+    """A TLS 1.3 (AES-128-GCM) client stream of ``size`` bytes of 16 KiB records: key log, client, server."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from phonehome.protocols.tlsrecords import hkdf_expand_label
+
+    rnd = random.Random(2)
+    client_random, secret = rnd.randbytes(32), rnd.randbytes(32)
+    hello = b"\x03\x03" + client_random + b"\x00\x00\x02\x13\x01\x01\x00\x00\x00"
+    server_hello = b"\x03\x03" + rnd.randbytes(32) + b"\x00\x13\x01\x00\x00\x06\x00\x2b\x00\x02\x03\x04"
+    aead = AESGCM(hkdf_expand_label(secret, b"key", b"", 16, "sha256"))
+    iv = int.from_bytes(hkdf_expand_label(secret, b"iv", b"", 12, "sha256"), "big")
+    chunk = rnd.randbytes(1 << 14)
+    records = []
+    for seq in range(size >> 14):
+        header = b"\x17\x03\x03" + ((1 << 14) + 17).to_bytes(2, "big")
+        records.append(header + aead.encrypt((iv ^ seq).to_bytes(12, "big"), chunk + b"\x17", header))
+    client = _handshake_record(b"\x01", hello) + b"".join(records)
+    keylog = f"CLIENT_TRAFFIC_SECRET_0 {client_random.hex()} {secret.hex()}\n".encode()
+    return keylog, client, _handshake_record(b"\x02", server_hello)
+
+
+def _handshake_record(kind: bytes, body: bytes) -> bytes:
+    message = kind + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x03" + len(message).to_bytes(2, "big") + message
+
+
+def tls_throughput(size_mb: int = 64) -> None:
+    """Decryption alone: a generated TLS 1.3 stream through the record layer, in MiB/s."""
+    from phonehome.protocols.keylog import KeyStore, parse_keylog
+    from phonehome.protocols.tlsrecords import CLIENT, SERVER, TlsDecryptor
+
+    keylog, client, server = tls_stream(size_mb << 20)
+    decryptor = TlsDecryptor(KeyStore(parse_keylog(keylog)[0]))
+    start = time.perf_counter()
+    decryptor.receive(SERVER, server)
+    for pos in range(0, len(client), 1460):  # as TCP segments arrive
+        decryptor.receive(CLIENT, client[pos : pos + 1460])
+    elapsed = time.perf_counter() - start
+    if decryptor.problems() or decryptor.decrypted_bytes != (size_mb << 20):
+        raise SystemExit(f"TLS decryption failed: {decryptor.problems()}")
+    print(f"TLS 1.3 AES-128-GCM decryption: {size_mb} MiB in {elapsed:.2f} s  {size_mb / elapsed:7.1f} MiB/s")
+
+
+def capture(size_mb: int, people: list[tuple[str, str, str]]) -> Path:
+    path = OUT / f"phone-{LAYOUT}-{size_mb}mb.pcap"
+    if not path.exists() or path.stat().st_size < size_mb << 20:
+        start = time.perf_counter()
+        generate(path, size_mb << 20, people)
+        print(f"generated {path.name} in {time.perf_counter() - start:.1f} s")
+    return path
+
+
+def profile(n: int) -> Path:
+    path = OUT / f"profile-{n}.toml"
+    if not path.exists():
+        path.write_text(profile_text(contacts(n, random.Random(1))), encoding="utf-8")
+    return path
+
+
+def audit(captures: list[Path], device: Path, *extra: str) -> Run:
+    cmd = [str(BIN / "phonehome"), "audit", *map(str, captures), "--device", str(device)]
+    cmd += ["--format", "json", "-o", str(OUT / "findings.json"), "--no-progress", *extra]
+    return timed(cmd)
+
+
+def megabytes(paths: list[Path]) -> float:
+    return sum(p.stat().st_size for p in paths) / MB
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+
+    def add(self, name: str, measured: str, target: str, holds: bool | None) -> None:
+        self.rows.append((name, measured, target, {True: "yes", False: "NO", None: "-"}[holds]))
+
+    def print(self) -> None:
+        widths = [
+            max(len(r[i]) for r in [("target", "measured", "wanted", "holds"), *self.rows]) for i in range(4)
+        ]
+        for row in [("target", "measured", "wanted", "holds"), *self.rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
 
 
 def main() -> None:
+    tls_throughput(int(os.environ.get("BENCH_TLS_MB", "64")))
     size_mb = int(os.environ.get("BENCH_MB", "1024"))
     n_contacts = int(os.environ.get("BENCH_CONTACTS", "10000"))
+    full = os.environ.get("BENCH_FULL") == "1"
     OUT.mkdir(exist_ok=True)
-    capture = OUT / f"phone-{size_mb}mb.pcap"
-    profile = OUT / f"profile-{n_contacts}.toml"
-    people = contacts(n_contacts, random.Random(1))
-    if not profile.exists():
-        profile.write_text(profile_text(people), encoding="utf-8")
-    if not capture.exists() or capture.stat().st_size < size_mb << 20:
-        t = time.perf_counter()
-        generate(capture, size_mb << 20, people)
-        print(f"generated {capture.name} in {time.perf_counter() - t:.1f} s")
-    mb = capture.stat().st_size / (1 << 20)
-    print(f"capture: {capture.name}, {mb:,.0f} MiB; profile: {n_contacts:,} contacts")
-
-    audit = [
-        str(BIN / "phonehome"),
-        "audit",
-        str(capture),
-        "--device",
-        str(profile),
-        "--format",
-        "json",
-        "-o",
-        str(OUT / "findings.json"),
-        "--no-progress",
-    ]
-    ph_time, status, ph_rss = timed(audit)
+    people = contacts(n_contacts, random.Random(1))  # the contacts the phone syncs are its own
+    main_capture = capture(size_mb, people)
+    quarter = capture(max(size_mb // 4, 16), people)
+    eighth = capture(max(size_mb // 8, 8), people)
+    device, few, many = profile(n_contacts), profile(10), profile(50_000)
+    print(f"main capture {main_capture.name} ({megabytes([main_capture]):,.0f} MB), quarter {quarter.name}")
     print(
-        f"phonehome audit: {ph_time:7.1f} s  {mb / ph_time:7.1f} MiB/s  "
-        f"peak RSS {ph_rss} MiB  (exit {status})"
+        f"sizes: main {size_mb} MiB"
+        + (
+            ", and 4096 MiB for memory (BENCH_FULL=1)"
+            if full
+            else "; the 4 GiB memory run needs BENCH_FULL=1"
+        )
+    )
+
+    # Compile each profile once (Hyperscan database and needle tables are cached on disk).
+    for prof in (device, few, many):
+        print(
+            f"first use of {prof.name} (compiles and caches it): {audit([_small(quarter)], prof).wall:.1f} s"
+        )
+
+    # Wall time is what the targets name; CPU time is shown beside it, since on a shared machine
+    # the wall clock also counts the time other processes held the cores.
+    table = Table()
+    mb = megabytes([main_capture])
+    main = audit([main_capture], device)
+    rate = mb / main.wall
+    print(
+        f"phonehome audit, {n_contacts:,} contacts: {main.wall:.1f} s ({main.cpu:.1f} s CPU), "
+        f"{rate:.1f} MB/s, peak RSS {main.rss} MB"
+    )
+    table.add(
+        f"single core, {n_contacts:,} contacts",
+        f"{rate:.1f} MB/s (CPU: {mb / main.cpu:.1f})",
+        ">= 150 MB/s",
+        rate >= 150,
     )
 
     tshark = shutil.which("tshark")
-    if tshark is None:
-        print("tshark: not installed; no ratio")
-        return
-    ts_cmd = [tshark, "-n", "-r", str(capture), "-T", "fields", "-e", "http.host"]
-    ts_time, _, ts_rss = timed(ts_cmd)
+    if tshark is not None:
+        cmd = [tshark, "-r", str(main_capture), "-T", "fields", "-e", "http.host", "-e", "http.request.uri"]
+        ts = timed(cmd)
+        print(
+            f"tshark -T fields -e http.host -e http.request.uri: {ts.wall:.1f} s ({ts.cpu:.1f} s CPU), "
+            f"{mb / ts.wall:.1f} MB/s, peak RSS {ts.rss} MB"
+        )
+        ratio = ts.wall / main.wall
+        measured = f"{ratio:.2f}x (CPU: {ts.cpu / main.cpu:.2f}x)"
+        table.add("throughput vs tshark, same file", measured, ">= 8x", ratio >= 8)
+    else:
+        table.add("throughput vs tshark, same file", "tshark not installed", ">= 8x", None)
+
+    quarter_mb = megabytes([quarter])
+    few_run, many_run = audit([quarter], few), audit([quarter], many)
+    print(f"{quarter.name}: 10 contacts {few_run.wall:.1f} s, 50,000 contacts {many_run.wall:.1f} s")
+    ratio = many_run.wall / few_run.wall
+    measured = f"{ratio:.2f}x (CPU: {many_run.cpu / few_run.cpu:.2f}x)"
+    table.add("50,000 vs 10 contacts, time", measured, "<= 1.5x", ratio <= 1.5)
+
+    # Linear in size: each added MB costs the same from an eighth to a quarter of the main size as
+    # from a quarter to the whole (the start-up every run pays cancels out of both). In CPU time:
+    # the wall clock of a shared machine adds other processes' share.
+    q_run, e_run = audit([quarter], device), audit([eighth], device)
+    eighth_mb = megabytes([eighth])
+    low = (q_run.cpu - e_run.cpu) / (quarter_mb - eighth_mb)
+    high = (main.cpu - q_run.cpu) / (mb - quarter_mb)
     print(
-        f"tshark -T fields -e http.host: {ts_time:7.1f} s  {mb / ts_time:7.1f} MiB/s  peak RSS {ts_rss} MiB"
+        f"{n_contacts:,} contacts, CPU: {e_run.cpu:.1f} s at {eighth_mb:,.0f} MB, {q_run.cpu:.1f} s at "
+        f"{quarter_mb:,.0f} MB, {main.cpu:.1f} s at {mb:,.0f} MB: each added MB {low * 1000:.2f} ms, "
+        f"then {high * 1000:.2f} ms; start-up {e_run.cpu - low * eighth_mb:.1f} s"
     )
-    print(f"ratio phonehome/tshark throughput: {ts_time / ph_time:.2f}x")
+    ratio = high / low
+    table.add("CPU per added MB, large vs small", f"{ratio:.2f}x", "<= 1.1x (linear)", ratio <= 1.1)
+    table.add(f"peak RSS, {quarter_mb:,.0f} MB capture", f"{q_run.rss} MB", "flat", None)
+    table.add(f"peak RSS, {mb:,.0f} MB capture", f"{main.rss} MB", "< 400 MB", main.rss < 400)
+    if full:
+        big = capture(4096, people)
+        big_run = audit([big], device)
+        big_mb = megabytes([big])
+        print(
+            f"{big.name}: {big_run.wall:.1f} s, {big_mb / big_run.wall:.1f} MB/s, peak RSS {big_run.rss} MB"
+        )
+        table.add(f"peak RSS, {big_mb:,.0f} MB capture", f"{big_run.rss} MB", "< 400 MB", big_run.rss < 400)
+    else:
+        table.add("peak RSS, 4 GB capture", "not run (BENCH_FULL=1)", "< 400 MB", None)
+
+    # Four inputs: the main capture under four names (links), large enough that the start-up
+    # every run pays (imports, profile, attribution data) is small beside the work shared out.
+    inputs = []
+    for i in range(4):
+        link = OUT / f"multi-{i}.pcap"
+        link.unlink(missing_ok=True)
+        link.symlink_to(main_capture.name)
+        inputs.append(link)
+    one, two = audit(inputs, device, "-j", "1"), audit(inputs, device, "-j", "2")
+    print(
+        f"four captures of {mb:,.0f} MB: -j 1 {one.wall:.1f} s ({one.cpu:.1f} s CPU), "
+        f"-j 2 {two.wall:.1f} s ({two.cpu:.1f} s CPU)"
+    )
+    ratio = one.wall / two.wall
+    table.add("2 processes vs 1, four captures", f"{ratio:.2f}x", ">= 1.7x", ratio >= 1.7)
+    print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores)")
+    print()
+    table.print()
+
+
+def _small(source: Path) -> Path:
+    """A small capture cut from ``source`` (whole records only), to compile a profile on."""
+    path = OUT / f"warm-{LAYOUT}.pcap"
+    if not path.exists():
+        with open(source, "rb") as fh:
+            data = bytearray(fh.read(24))
+            while len(data) < 1 << 20:
+                head = fh.read(16)
+                size = int.from_bytes(head[8:12], "little")
+                data += head + fh.read(size)
+        path.write_bytes(bytes(data))
+    return path
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from phonehome.model import Exchange, Part
+from phonehome.model import Exchange, Finding, Part
 from phonehome.profile import Identifier
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -45,3 +46,29 @@ def exchange(*parts: tuple[str, bytes], host: str = "example.com", ip: str = "93
         parts=tuple(Part(w, d) for w, d in parts),
         host=host,
     )
+
+
+_FINDING = Finding(
+    identifier="imei",
+    category="device",
+    encoding="plain",
+    where="body",
+    host="api.account.xiaomi.com",
+    ip="42.62.48.171",
+    port=80,
+    url=None,
+    country="CN",
+    country_source="geolite2",
+    transport="tcp",
+    protocol="http",
+    encrypted=False,
+    time=0.0,
+    flow="f",
+    source="s",
+    evidence="«x»",
+)
+
+
+def finding(**fields: object) -> Finding:
+    """A finding of an IMEI sent in clear text to Xiaomi in China, with ``fields`` changed."""
+    return replace(_FINDING, **fields)  # type: ignore[arg-type]

@@ -44,7 +44,7 @@ def test_demo_shows_the_redmi_findings(tmp_path: Path) -> None:
     status, out, _err = run("demo", "--out", str(tmp_path))
     assert status == 0
     assert "reconstruction" in out
-    doc = json.loads((tmp_path / "findings.json").read_text())
+    doc = json.loads((tmp_path / "factory.json").read_text())
     assert doc["schema"] == "phonehome/findings/1"
     seen = {f["identifier"] for f in doc["findings"]}
     assert {"imei", "phone", "carrier", "contact.phone", "message.peer"} <= seen
@@ -278,3 +278,31 @@ def test_fallback_engine_gives_the_same_findings(tmp_path: Path, profile: Path) 
 def test_help_returns_instead_of_exiting(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"], Env(stdout=io.StringIO(), stderr=io.StringIO())) == 0
     assert "audit" in capsys.readouterr().out
+
+
+def test_bad_keylog_fails_before_any_capture_naming_file_and_line(tmp_path: Path, profile: Path) -> None:
+    keylog = tmp_path / "keys.log"
+    keylog.write_text("# keys\nCLIENT_RANDOM 00 11\n", encoding="utf-8")
+    absent = str(tmp_path / "absent.pcap")
+    status, out, err = run("audit", absent, "--device", str(profile), "--keylog", str(keylog))
+    assert status == ExitStatus.BAD_INPUT
+    assert out == ""
+    assert str(keylog) in err and "line 2" in err
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=NO_CORPUS)
+def test_keylog_decrypts_and_findings_say_tls(tmp_path: Path) -> None:
+    device = tmp_path / "ping.toml"
+    device.write_text('[device]\nname = "p"\n[identifiers]\ncarrier = "ping"\n', encoding="utf-8")
+    folder = CORPUS / "tls"
+    pcap, keylog = folder / "tls12-illustrated.pcap", folder / "tls12-illustrated.keylog"
+    status, out, _err = run("audit", str(pcap), "--device", str(device), "--format", "json")
+    assert status == ExitStatus.CLEAN and json.loads(out)["findings"] == []
+    status, out, _err = run(
+        "audit", str(pcap), "--device", str(device), "--format", "json", "--keylog", str(keylog)
+    )
+    assert status == ExitStatus.LEAKS
+    (finding,) = json.loads(out)["findings"]
+    assert finding["encrypted"] is True
+    assert finding["tls_version"] == "TLS 1.2"
+    assert finding["tls_cipher"] == "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"

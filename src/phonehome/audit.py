@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from phonehome.attribute.geo import Geo
+from phonehome.attribute import Destination, Destinations
+from phonehome.detect.discover import Discoverer, Suspect
+from phonehome.detect.location import LocationFinder
 from phonehome.detect.scan import Detector
 from phonehome.errors import InputError
 from phonehome.model import Exchange, Finding, Notice
+from phonehome.policy import Policy, judge_all, sentence
 from phonehome.profile import Profile
-from phonehome.sources import read_input
+from phonehome.protocols.keylog import KeyStore
+from phonehome.sources import load_keylogs, read_input
 
 
 @dataclass(slots=True)
@@ -32,8 +39,15 @@ class AuditResult:
     engine: str = ""
     # The run's verdict in one plain sentence a non-specialist understands (filled by policy/).
     verdict: str = ""
+    policy: Policy | None = None  # what the findings were judged against; None: every leak is a violation
+    # Values that look like identifiers the profile does not declare (audit with discover=True).
+    suspected: list[Suspect] = field(default_factory=list)
     # True when the audit was interrupted (Ctrl-C, SIGTERM) before reading every input to its end.
     incomplete: bool = False
+
+    @property
+    def violations(self) -> int:
+        return sum(f.verdict == "violation" for f in self.findings)
 
     @property
     def errors(self) -> list[str]:
@@ -46,17 +60,30 @@ ProgressFactory = Callable[[str, int], Callable[[int], None] | None]
 class Auditor:
     """A profile's detector plus attribution, reusable across many exchanges and inputs."""
 
-    def __init__(self, profile: Profile, engine: str = "auto") -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        engine: str = "auto",
+        policy: Policy | None = None,
+        discover: bool = False,
+        *,
+        geoip: str | None = None,
+        trackers: Sequence[str] = (),
+    ) -> None:
         self.profile = profile
+        self.policy = policy
         self.detector = Detector(profile.identifiers, engine)
-        self.geo = Geo()
+        # Built with the auditor, so a bad --geoip or --trackers file fails before any capture is read.
+        self.destinations = Destinations(geoip, trackers)
+        self.geo = self.destinations.geo
+        self.locations = LocationFinder(profile.places)
+        self.discoverer = Discoverer(profile) if discover else None
 
     def findings(self, exchange: Exchange, warnings: list[Notice]) -> list[Finding]:
         out: list[Finding] = []
         seen: set[tuple[int, str, str]] = set()
         idents = self.detector.identifiers
-        country, country_source = None, None
-        looked_up = False
+        dest: Destination | None = None
         for part in exchange.parts:
             hits, notes = self.detector.scan(part.data)
             for note in notes:
@@ -66,9 +93,8 @@ class Auditor:
                 if key in seen:
                     continue
                 seen.add(key)
-                if not looked_up:
-                    country, country_source = self.geo.country(exchange.server_ip)
-                    looked_up = True
+                if dest is None:
+                    dest = self.destinations.describe(exchange.host, exchange.server_ip)
                 ident = idents[hit.ident]
                 out.append(
                     Finding(
@@ -80,8 +106,8 @@ class Auditor:
                         ip=exchange.server_ip,
                         port=exchange.server_port,
                         url=exchange.url,
-                        country=country,
-                        country_source=country_source,
+                        country=dest.country,
+                        country_source=dest.country_source,
                         transport=exchange.transport,
                         protocol=exchange.protocol,
                         encrypted=exchange.encrypted,
@@ -93,9 +119,16 @@ class Auditor:
                         tls_version=exchange.tls_version,
                         tls_cipher=exchange.tls_cipher,
                         name_source=exchange.name_source,
+                        domain=dest.domain,
+                        owner=dest.owner,
+                        role=dest.role,
                     )
                 )
-        return out
+        out.extend(self.locations.findings(exchange, self.destinations.describe))
+        if self.discoverer is not None:
+            self.discoverer.observe(exchange)
+        # Judged last, once every field a rule may name (owner, role, country) is filled.
+        return judge_all(self.policy, out)
 
 
 def audit(
@@ -104,27 +137,134 @@ def audit(
     *,
     engine: str = "auto",
     progress: ProgressFactory | None = None,
+    policy: Policy | None = None,
+    jobs: int = 1,
+    auditor: Auditor | None = None,
+    discover: bool = False,
+    geoip: str | None = None,
+    trackers: Sequence[str] = (),
+    keylogs: Sequence[str] = (),
 ) -> AuditResult:
-    """Audit every input; an unreadable input is recorded and the others still audited."""
-    auditor = Auditor(profile, engine)
-    result = AuditResult(profile=profile, engine=auditor.detector.engine.name)
-    for path in paths:
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            size = 0
-        summary = InputSummary(path=path, format=None, size=size)
+    """Audit every input; an unreadable input is recorded and the others still audited.
+
+    ``keylogs`` are NSS key log files whose secrets decrypt TLS in the captures; they are read
+    first, so a bad one fails (naming file and line) before any capture is read.
+
+    With ``jobs`` above 1 and several inputs, the inputs are audited in that many processes, one
+    input per task; the result is the same as the serial one, in the same order.
+    """
+    keys = load_keylogs(keylogs)
+    paths = list(paths)
+    if jobs > 1 and len(paths) > 1 and not discover:  # discovery compares values across all inputs
+        Destinations(geoip, trackers)  # a bad --geoip or --trackers file fails here, not in a worker
+        return _audit_parallel(paths, profile, engine, policy, jobs, geoip, tuple(trackers), keys)
+    auditor = auditor or Auditor(profile, engine, policy, discover, geoip=geoip, trackers=trackers)
+    result = AuditResult(profile=profile, engine=auditor.detector.engine.name, policy=policy)
+    try:
+        for path in paths:
+            size = _size(path)
+            summary = InputSummary(path=path, format=None, size=size)
+            result.inputs.append(summary)
+            callback = progress(path, size) if progress else None
+            audit_input(auditor, summary, result.findings, result.warnings, callback, keys)
+    except KeyboardInterrupt:
+        # Ctrl-C, or SIGTERM turned into one by the command: the findings so far are the result,
+        # marked incomplete, so the report is still written.
+        result.incomplete = True
+    result.verdict = sentence(result.findings, policy)
+    if auditor.discoverer is not None:
+        result.suspected = auditor.discoverer.suspects()
+    return result
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def audit_input(
+    auditor: Auditor,
+    summary: InputSummary,
+    findings: list[Finding],
+    warnings: list[Notice],
+    progress: Callable[[int], None] | None = None,
+    keys: KeyStore | None = None,
+) -> None:
+    """One input through ``auditor``: findings and warnings appended as they are found."""
+    path = summary.path
+    try:
+        summary.format, events = read_input(path, progress, keys)
+        for event in events:
+            if isinstance(event, Notice):
+                warnings.append(event)
+                if event.damage and summary.error is None:
+                    summary.error = str(event)
+                continue
+            summary.exchanges += 1
+            findings.extend(auditor.findings(event, warnings))
+    except InputError as exc:
+        summary.error = str(exc.located(path))
+
+
+# One Auditor per worker process, built once by the pool's initializer.
+_WORKER: list[Auditor] = []
+_WORKER_KEYS: list[KeyStore] = []
+
+
+def _init_worker(
+    profile: Profile,
+    engine: str,
+    policy: Policy | None,
+    geoip: str | None,
+    trackers: tuple[str, ...],
+    keys: KeyStore | None = None,
+) -> None:
+    _WORKER[:] = [Auditor(profile, engine, policy, geoip=geoip, trackers=trackers)]
+    _WORKER_KEYS[:] = [keys or KeyStore()]
+
+
+def _audit_one(path: str) -> tuple[str, InputSummary, list[Finding], list[Notice]]:
+    summary = InputSummary(path=path, format=None, size=_size(path))
+    findings: list[Finding] = []
+    warnings: list[Notice] = []
+    audit_input(_WORKER[0], summary, findings, warnings, None, _WORKER_KEYS[0])
+    return _WORKER[0].detector.engine.name, summary, findings, warnings
+
+
+def _audit_parallel(
+    paths: list[str],
+    profile: Profile,
+    engine: str,
+    policy: Policy | None,
+    jobs: int,
+    geoip: str | None = None,
+    trackers: tuple[str, ...] = (),
+    keys: KeyStore | None = None,
+) -> AuditResult:
+    # Processes, not threads: detection is CPU-bound Python. When this process runs no other
+    # thread, the auditor is built once here and the workers are forked with it (a large profile
+    # costs seconds to load); otherwise they are spawned and each builds its own, so that no worker
+    # inherits a lock another thread held at the fork.
+    initargs = (profile, engine, policy, geoip, trackers, keys)
+    workers = min(jobs, len(paths))
+    try:
+        if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+            _init_worker(*initargs)
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        else:
+            context = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=initargs)
+        with pool:
+            done = list(pool.map(_audit_one, paths))
+    finally:
+        _WORKER.clear()
+        _WORKER_KEYS.clear()
+    result = AuditResult(profile=profile, engine=done[0][0], policy=policy)
+    for _engine, summary, findings, warnings in done:
         result.inputs.append(summary)
-        try:
-            summary.format, events = read_input(path, progress(path, size) if progress else None)
-            for event in events:
-                if isinstance(event, Notice):
-                    result.warnings.append(event)
-                    if event.damage and summary.error is None:
-                        summary.error = str(event)
-                    continue
-                summary.exchanges += 1
-                result.findings.extend(auditor.findings(event, result.warnings))
-        except InputError as exc:
-            summary.error = str(exc.located(path))
+        result.findings.extend(findings)
+        result.warnings.extend(warnings)
+    result.verdict = sentence(result.findings, policy)
     return result

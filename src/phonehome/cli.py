@@ -14,6 +14,11 @@ from phonehome import __version__
 from phonehome.commands import Command, Env, ExitStatus
 from phonehome.commands import audit as audit_cmd
 from phonehome.commands import demo as demo_cmd
+from phonehome.commands import diff as diff_cmd
+from phonehome.commands import differential as differential_cmd
+from phonehome.commands import fleet as fleet_cmd
+from phonehome.commands import history as history_cmd
+from phonehome.commands import live as live_cmd
 from phonehome.errors import InputError
 
 __all__ = ["COMMANDS", "Env", "ExitStatus", "entry", "main"]
@@ -21,6 +26,11 @@ __all__ = ["COMMANDS", "Env", "ExitStatus", "entry", "main"]
 COMMANDS: dict[str, Command] = {
     "audit": Command(audit_cmd.HELP, audit_cmd.configure, audit_cmd.run),
     "demo": Command(demo_cmd.HELP, demo_cmd.configure, demo_cmd.run),
+    "diff": Command(diff_cmd.HELP, diff_cmd.configure, diff_cmd.run),
+    "differential": Command(differential_cmd.HELP, differential_cmd.configure, differential_cmd.run),
+    "fleet": Command(fleet_cmd.HELP, fleet_cmd.configure, fleet_cmd.run),
+    "history": Command(history_cmd.HELP, history_cmd.configure, history_cmd.run),
+    "live": Command(live_cmd.HELP, live_cmd.configure, live_cmd.run),
 }
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "KINDS",
     "MCCS",
     "Identifier",
+    "Place",
     "Profile",
     "key_line",
     "key_lines",
@@ -56,11 +57,22 @@ class Identifier:
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """A declared place (``[location]``): traffic carrying coordinates within its radius leaks it."""
+
+    name: str  # "location" for a single [location] table, else the table name or location[i]
+    latitude: float  # WGS 84 decimal degrees
+    longitude: float
+    radius_m: float
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     name: str
     source: str
     region: str | None  # ISO region for phone numbers written without +
     identifiers: tuple[Identifier, ...]
+    places: tuple[Place, ...] = ()
 
 
 # Known identifier keys: key -> (kind, category). Keys are matched case-insensitively, with "-" read as
@@ -93,6 +105,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "hostname": ("opaque", "network"),
     "ssid": ("text", "network"),
     "bssid": ("mac", "network"),
+    # Serving-cell identity (3GPP TS 23.003 §4): locates a phone to a cell, so category "location".
+    "cell_id": ("cell", "location"),
+    "lac": ("cell", "location"),
+    "tac": ("cell", "location"),
+    "ecgi": ("opaque", "location"),
 }
 _CUSTOM = ("opaque", "custom")
 
@@ -130,8 +147,19 @@ MCCS: frozenset[int] = frozenset(
     )
 )
 
-_TABLES = {"device": dict, "identifiers": dict, "contacts": list, "messages": list}
-_TABLES_TEXT = "[device], [identifiers], [[contacts]], [[messages]]"
+_TABLES: dict[str, type | tuple[type, ...]] = {
+    "device": dict,
+    "identifiers": dict,
+    "network": dict,
+    "location": (dict, list),
+    "contacts": list,
+    "messages": list,
+}
+_TABLES_TEXT = "[device], [identifiers], [network], [location], [[contacts]], [[messages]]"
+# [network]: what locates a phone as well as GPS does (Wi-Fi access points, serving cells).
+_NETWORK_KEYS = ("bssid", "ssid", "cell_id", "lac", "tac", "ecgi")
+_PLACE_KEYS = ("name", "latitude", "longitude", "radius_m")
+DEFAULT_RADIUS_M = 100.0
 _DEVICE_KEYS = ("name", "region", "contacts_file")
 _CONTACT_KEYS = ("name", "phone", "phones", "email", "emails")
 _MESSAGE_KEYS = ("peer", "text")
@@ -352,6 +380,19 @@ def _norm_plain(raw: str, key: str, region: str | None) -> tuple[str, str | None
     return raw.strip(), None
 
 
+def _norm_cell(raw: str, key: str, region: str | None) -> tuple[str, str | None]:
+    # A cell ID, LAC or TAC is a number (3GPP TS 23.003 §4.1, §19.4.2.3); tools print it in decimal or
+    # as 0x-prefixed hex. The canonical form is decimal.
+    text = raw.strip().lower()
+    try:
+        number = int(text, 16) if text.startswith("0x") else int(_digits(text, key))
+    except ValueError:
+        raise _Refused(f"{key} {raw!r} must be a number (decimal, or hex written 0x...)") from None
+    if number <= 0:
+        raise _Refused(f"{key} {raw!r} must be above 0")
+    return str(number), None
+
+
 _NORMALISERS: dict[str, Callable[[str, str, str | None], tuple[str, str | None]]] = {
     "imei": _norm_imei,
     "imsi": _norm_imsi,
@@ -365,6 +406,7 @@ _NORMALISERS: dict[str, Callable[[str, str, str | None], tuple[str, str | None]]
     "name": _norm_name,
     "text": _norm_plain,
     "opaque": _norm_plain,
+    "cell": _norm_cell,
 }
 
 
@@ -510,9 +552,13 @@ class _FileContact:
     emails: list[tuple[str, int, str]] = field(default_factory=list)
 
 
-def _decode_export(data: bytes) -> str:
+def _decode_export(data: bytes, source: str) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:  # a UTF-16 byte-order mark, then bytes that are not UTF-16
+            message = f"contacts file marked as UTF-16 is not UTF-16 text ({exc.reason})"
+            raise InputError(message, source=source, offset=exc.start) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -867,6 +913,10 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
             line = text.count("\n") + 1
             message = f"{message[: end.start()]} (at the end of the file)"
         raise InputError(f"TOML syntax error: {message}", source=source, line=line) from None
+    except RecursionError:
+        # tomllib recurses once per level of nested arrays and inline tables: a few hundred levels
+        # (a handful of bytes each) exhaust Python's stack.
+        raise InputError("TOML nested too deeply (arrays or inline tables)", source=source) from None
 
 
 def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Profile:
@@ -881,7 +931,7 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Profi
             raise builder.error(f"unknown table [{key}]; allowed: {_TABLES_TEXT}", (None, None, key))
         if not isinstance(value, _TABLES[key]):
             shape = (
-                f"a table: write [{key}]" if _TABLES[key] is dict else f"an array of tables: write [[{key}]]"
+                f"an array of tables: write [[{key}]]" if _TABLES[key] is list else f"a table: write [{key}]"
             )
             raise builder.error(f"{key} must be {shape}", (None, None, key))
 
@@ -911,8 +961,19 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Profi
         own = next((entry for entry in entries if entry[1] == "phone"), None)
         if own is not None:
             builder.region = builder.normalise("phone", own[0], own[3], (None, None, own[4]))[1]
+    network: dict[str, Any] = data.get("network", {})
+    _refuse_unknown(builder, network, _NETWORK_KEYS, "network")
+    for key, value in network.items():
+        label, kind, category = _kind_of(key)
+        if isinstance(value, int) and not isinstance(value, bool):  # cell numbers are fine unquoted
+            value = str(value)
+        entries.extend(
+            (label, kind, category, raw, item_key)
+            for raw, item_key in _strings(builder, value, f"network.{key}")
+        )
     for label, kind, category, raw, item_key in entries:
         builder.add(label, kind, category, raw, (None, None, item_key))
+    places = _places(builder, data.get("location"))
 
     for index, contact in enumerate(data.get("contacts", [])):
         _toml_contact(builder, contact, f"contacts[{index}]")
@@ -922,7 +983,62 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Profi
     if "contacts_file" in strings:
         _contacts_file(builder, strings["contacts_file"], base_dir)
 
-    return Profile(name=name, source=source, region=builder.region, identifiers=tuple(builder.identifiers))
+    return Profile(
+        name=name,
+        source=source,
+        region=builder.region,
+        identifiers=tuple(builder.identifiers),
+        places=places,
+    )
+
+
+def _places(builder: _Builder, table: object) -> tuple[Place, ...]:
+    """``[location]`` (one place), ``[location.NAME]`` (named places) or ``[[location]]`` (a list)."""
+    if table is None:
+        return ()
+    if isinstance(table, list):
+        items = [(f"location[{i}]", f"location[{i}]", item) for i, item in enumerate(table)]
+    elif isinstance(table, dict) and table and all(isinstance(v, dict) for v in table.values()):
+        items = [(name, f"location.{name}", item) for name, item in table.items()]
+    else:
+        items = [("location", "location", table)]
+    places = []
+    for default_name, key, item in items:
+        if not isinstance(item, dict):
+            raise builder.error(f"a place must be a table, not {_type_name(item)}", (None, None, key))
+        _refuse_unknown(builder, item, _PLACE_KEYS, key)
+        name = item.get("name", default_name)
+        if not isinstance(name, str) or not name.strip():
+            raise builder.error("name must be a non-empty string", (None, None, f"{key}.name"))
+        lat = _number(builder, item, "latitude", f"{key}.latitude", -90.0, 90.0)
+        lon = _number(builder, item, "longitude", f"{key}.longitude", -180.0, 180.0)
+        radius = _number(builder, item, "radius_m", f"{key}.radius_m", 0.0, 20_000_000.0, DEFAULT_RADIUS_M)
+        if radius <= 0:
+            raise builder.error("radius_m must be above 0", (None, None, f"{key}.radius_m"))
+        places.append(Place(" ".join(name.split()), lat, lon, radius))
+    return tuple(places)
+
+
+def _number(
+    builder: _Builder,
+    item: dict[str, Any],
+    field_name: str,
+    key: str,
+    low: float,
+    high: float,
+    default: float | None = None,
+) -> float:
+    if field_name not in item:
+        if default is None:
+            raise builder.error(f"missing {field_name}", (None, None, key.rpartition(".")[0]))
+        return default
+    value = item[field_name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        shown = "a string" if isinstance(value, str) else _type_name(value)
+        raise builder.error(f"must be a number, not {shown}", (None, None, key))
+    if not low <= value <= high:
+        raise builder.error(f"{value} is outside {low:g} to {high:g}", (None, None, key))
+    return float(value)
 
 
 def _toml_contact(builder: _Builder, contact: object, key: str) -> None:
@@ -973,8 +1089,8 @@ def _contacts_file(builder: _Builder, name: str, base_dir: Path | None) -> None:
         raise builder.error(
             f"cannot read contacts file {str(path)!r}: {reason}", (None, None, "device.contacts_file")
         ) from None
-    text = _decode_export(data)
     source = str(path)
+    text = _decode_export(data, source)
     contacts = _vcard_contacts(text) if _is_vcard(text) else _csv_contacts(text, source)
     if not contacts:
         raise InputError(

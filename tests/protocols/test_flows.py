@@ -157,3 +157,93 @@ def test_udp_only_the_first_speaker_is_scanned() -> None:
     ]
     (ex,) = _exchanges(_run(packets))
     assert ex.transport == "udp" and ex.parts[0].data == b"hello from phone"
+
+
+def test_stream_buffer_bound_gives_up_the_hole_with_a_notice() -> None:
+    session = _tcp_session(REQUEST)
+    del session[3]  # the second data segment never arrives
+    events = _run(session, Limits(max_stream_buffer=40))
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert any("over 40 bytes (or too many pieces) held out of order" in n for n in notices), notices
+    # Without the bound the hole is waited for until the flow ends: no such notice.
+    unbounded = [e.message for e in _run(session) if isinstance(e, Notice)]
+    assert not any("held out of order" in n for n in unbounded)
+
+
+def test_addresses_named_by_dns_are_bounded_oldest_forgotten() -> None:
+    addresses = [bytes([93, 184, 0, n]) for n in range(1, 6)]
+    answer = struct.pack("!HHHHHH", 7, 0x8180, 1, len(addresses), 0, 0)
+    answer += b"\x03api\x07example\x03com\x00\x00\x01\x00\x01"
+    for address in addresses:
+        answer += b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + address
+    table = FlowTable("test", Limits(max_names=3))
+    table.packet(0.0, 17, RESOLVER, PHONE, 53, 5354, 0, 0, answer)
+    notices = [e.message for e in table.drain() if isinstance(e, Notice)]
+    assert notices == ["more than 3 addresses named by DNS; oldest forgotten"]
+    assert list(table.names) == ["93.184.0.3", "93.184.0.4", "93.184.0.5"]
+
+
+# ---- the capture reader's fast lane ----------------------------------------------------------
+
+
+def _pcap_file(path, packets: list[tuple], times: list[float]) -> None:  # type: ignore[no-untyped-def]
+    import dpkt
+
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for (proto, src, dst, sport, dport, flags, seq, payload), t in zip(packets, times, strict=True):
+        assert proto == 6
+        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, flags=flags, data=payload)
+        ip = dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, data=tcp)
+        frame = bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800, data=ip))
+        sec = int(t)
+        out.append(struct.pack("<IIII", sec, round((t - sec) * 1e6), len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+
+
+def _without_lane(path: str) -> list[Exchange | Notice]:
+    from phonehome.sources.capture import Packet, read_capture
+
+    table = FlowTable(path, Limits())
+    events: list[Exchange | Notice] = []
+    for event in read_capture(path):
+        if isinstance(event, Packet):
+            table.packet(
+                event.time,
+                event.proto,
+                event.src,
+                event.dst,
+                event.sport,
+                event.dport,
+                event.flags,
+                event.seq,
+                event.payload,
+            )
+        elif isinstance(event, Notice):
+            events.append(event)
+        events.extend(table.drain())
+    table.finish()
+    events.extend(table.drain())
+    return events
+
+
+def test_packets_passed_over_undecoded_change_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from phonehome.sources import read_packets
+
+    # Flow A sends a request and stays open; flow B then downloads for long enough (over 4096
+    # packets, the expiry period, and past the idle timeout) that A expires while the reader is
+    # passing B's packets over; then B's client sends a request of its own and both close.
+    # A's request has no end of head: the HTTP parser hands it on only when the flow closes.
+    a = _tcp_session(b"GET /a?imei=356938035643809 HTTP/1.1\r\nHost: a.example\r\n", sport=40001)
+    a_open = a[:-2]
+    b = _tcp_session(b"GET /b HTTP/1.1\r\nHost: b.example\r\n\r\n", sport=40002)
+    download = [(6, SERVER, PHONE, 80, 40002, ACK, 5001 + 100 * i, b"x" * 100) for i in range(5000)]
+    acks = [(6, PHONE, SERVER, 40002, 80, ACK, 1001, b"") for _ in range(50)]
+    packets = a_open + b[:2] + download[:2500] + acks + download[2500:] + b[2:] + a[-2:]
+    times = [1000.0 + i * 0.5 for i in range(len(packets))]
+    path = tmp_path / "lane.pcap"
+    _pcap_file(path, packets, times)
+    fast = list(read_packets(str(path)))
+    slow = _without_lane(str(path))
+    assert fast == slow
+    hosts = [e.host for e in fast if isinstance(e, Exchange)]
+    assert hosts == ["a.example", "b.example"]

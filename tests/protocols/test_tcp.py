@@ -306,3 +306,15 @@ def test_close_keeps_the_reassembler_usable() -> None:
 def test_negative_bounds_are_refused() -> None:
     with pytest.raises(ValueError):
         Reassembler(max_buffered=-1)
+
+
+def test_a_hole_given_up_at_the_bound_is_marked_bounded() -> None:
+    r = Reassembler(max_buffered=4)
+    r.add(0, b"", syn=True)
+    r.add(3, b"cdef")  # bytes 2..5 held behind the hole 0..1
+    r.add(7, b"g")  # 5 bytes held: over the bound
+    (gap, *_rest) = r.pop()
+    assert isinstance(gap, Gap) and gap.bounded
+    r.add(20, b"x")
+    (end_gap, *_rest) = r.close()  # a hole still open at the end of the flow is not the bound's doing
+    assert isinstance(end_gap, Gap) and not end_gap.bounded

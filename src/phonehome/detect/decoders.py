@@ -45,6 +45,7 @@ _PERCENT = re.compile(rb"%[0-9A-Fa-f]{2}")
 _JSON_ESCAPE = re.compile(rb"\\u[0-9A-Fa-f]{4}|\\[/\"\\bfnrt]")
 _B64_TOKEN = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64)
 _B64_TOKEN_NESTED = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64_NESTED)
+_B64_WHOLE = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64)
 _HEX_TOKEN = re.compile(rb"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){%d,}(?![0-9A-Fa-f])" % (MIN_HEX // 2))
 _JSON_SIMPLE = {
     b"/": b"/",
@@ -81,6 +82,8 @@ def _json(data: bytes, _budget: Budget, _depth: int) -> Iterator[tuple[str, byte
 
 
 def _base64(data: bytes, budget: Budget, depth: int) -> Iterator[tuple[str, bytes]]:
+    if len(data) < (MIN_B64_NESTED if depth else MIN_B64):
+        return  # too short to hold a token
     for count, m in enumerate((_B64_TOKEN_NESTED if depth else _B64_TOKEN).finditer(data)):
         if count >= MAX_TOKENS:
             budget.warn(f"more than {MAX_TOKENS} base64 tokens in one part; the rest not decoded")
@@ -101,6 +104,8 @@ def _base64(data: bytes, budget: Budget, depth: int) -> Iterator[tuple[str, byte
 
 
 def _hex(data: bytes, budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
+    if len(data) < MIN_HEX:
+        return  # too short to hold a token
     for count, m in enumerate(_HEX_TOKEN.finditer(data)):
         if count >= MAX_TOKENS:
             budget.warn(f"more than {MAX_TOKENS} hex tokens in one part; the rest not decoded")
@@ -135,6 +140,10 @@ DECODERS: tuple[Callable[[bytes, Budget, int], Iterator[tuple[str, bytes]]], ...
 def peel(data: bytes, budget: Budget, depth: int = 0) -> Iterator[tuple[tuple[str, ...], bytes]]:
     """Every decoded view of ``data`` below the top one, with the chain of layers (outermost first)."""
     if depth >= MAX_DEPTH:
+        # Say so only where another layer is plain to see (compressed, or wholly one base64 token): a
+        # tower of encodings is hostile or broken, and anything found inside it would be missed.
+        if sniff_compression(data) or (_B64_WHOLE.fullmatch(data) and not data.isdigit()):
+            budget.warn(f"encoded more than {MAX_DEPTH} layers deep; the inner layers not decoded")
         return
     for decoder in DECODERS:
         for layer, view in decoder(data, budget, depth):

@@ -85,6 +85,12 @@ def _opaque(value: str) -> Forms:
     return [("as-given", value)]
 
 
+def _cell(value: str) -> Forms:
+    # Cell identities travel in decimal (Android's CellIdentity getters) or hex (modem logs, some SDKs).
+    number = int(value)
+    return [("decimal", value), ("hex-lower", f"{number:x}"), ("hex-upper", f"{number:X}")]
+
+
 FORMS: dict[str, Callable[[str], Forms]] = {
     "imei": _imei,
     "imsi": _digits,
@@ -98,6 +104,7 @@ FORMS: dict[str, Callable[[str], Forms]] = {
     "text": _casings,
     "name": _casings,
     "opaque": _opaque,
+    "cell": _cell,
 }
 
 

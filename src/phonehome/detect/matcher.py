@@ -94,6 +94,8 @@ class Hyperscan:
         self._side_ids = side
         self._side = AhoCorasick([patterns[i] for i in side]) if side else None
         patterns = [patterns[i] for i in self._ids]
+        if self._side is None:
+            self._ids = []  # every pattern is in the database under its own index: no mapping to keep
         self._empty = not patterns
         self._db: Any = None
         if self._empty:

@@ -193,5 +193,10 @@ class NeedleSet:
         return out
 
     @property
+    def digest_labels(self) -> list[tuple[str, str]]:
+        """(form, digest encoding) of each label code packed into :attr:`digests`."""
+        return list(self._labels)
+
+    @property
     def patterns(self) -> list[bytes]:
         return [n.pattern for n in self.needles]

@@ -13,11 +13,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from phonehome.detect.compiled import load_needles
 from phonehome.detect.decoders import Budget, peel
 from phonehome.detect.matcher import Engine, build_engine
-from phonehome.detect.needles import IdentifierLike, Needle, NeedleSet
+from phonehome.detect.needles import IdentifierLike
 
 EVIDENCE_CONTEXT = 40
+# Parts whose scan result is remembered (see Detector.scan): at most this many, of at most this size.
+RECENT_PARTS = 4096
+RECENT_PART_BYTES = 2048
 # Decoders that rewrite a view in place rather than extract new bytes from it.
 IN_PLACE = frozenset({"url", "json"})
 
@@ -29,8 +33,14 @@ _B64_DIGEST = re.compile(
     rb"(?<![A-Za-z0-9+/_-])(?:[A-Za-z0-9+/_-]{43}=?|[A-Za-z0-9+/_-]{27}=?|[A-Za-z0-9+/_-]{22}(?:==)?)"
     rb"(?![A-Za-z0-9+/=_-])"
 )
+# The shortest digest token either pattern matches (base64 of 16 bytes, unpadded).
+_SHORTEST_DIGEST = 22
 _DIGITS = frozenset(b"0123456789")
 _ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+# A matched pattern: length, edge classes before and after, bounded, (identifier, form, encoding)s.
+_Matched = tuple[int, frozenset[int] | None, frozenset[int] | None, bool, tuple[tuple[int, str, str], ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +62,13 @@ def wrap_chain(layers: Sequence[str], inner: str) -> str:
 _PRINTABLE = frozenset(range(0x20, 0x7F)) - {ord("\\")}
 
 
+_PRINTABLE_BYTES = bytes(sorted(_PRINTABLE))
+
+
 def escape_bytes(data: bytes) -> str:
     """Bytes as text safe for any terminal or page: printable ASCII kept, the rest as \\xNN."""
+    if not data.translate(None, _PRINTABLE_BYTES):  # nothing to escape: the usual case, at C speed
+        return data.decode("ascii")
     return "".join(chr(b) if b in _PRINTABLE else f"\\x{b:02x}" for b in data)
 
 
@@ -90,21 +105,35 @@ class Detector:
     """Everything needed to scan for one profile's identifiers."""
 
     def __init__(self, identifiers: Sequence[IdentifierLike], engine: str = "auto") -> None:
-        self.needle_set = NeedleSet(identifiers)
-        self.identifiers = self.needle_set.identifiers
+        self.identifiers = tuple(identifiers)
+        # Flat tables, loaded from the cache for a profile seen before: a large profile's needles
+        # cost seconds to expand and hundreds of megabytes as objects.
+        self.needles = load_needles(self.identifiers)
         # Identical patterns (two contacts sharing a number) share one automaton entry.
-        index: dict[bytes, list[Needle]] = {}
-        for needle in self.needle_set.needles:
-            index.setdefault(needle.pattern, []).append(needle)
-        self._patterns = list(index)
-        self._by_pattern = [index[p] for p in self._patterns]
-        self._lengths = [len(p) for p in self._patterns]
-        self._edges = [_edge_class(p) for p in self._patterns]
-        self.engine: Engine = build_engine(self._patterns, engine)
-        self.digests = self.needle_set.digests
+        self.engine: Engine = build_engine(self.needles.patterns(), engine)
+        self.digests = self.needles.digest_count
+        # Per matched pattern, built on its first match: length, edge classes, whether bounded,
+        # and its needles as (identifier, form, encoding).
+        self._matched: dict[int, _Matched] = {}
+        # What scanning gave for recent small parts: an app sends the same User-Agent, Host,
+        # configuration query or tracking body on every request, and a part's hits depend on its
+        # bytes alone. Bounded in entries and in the size of each part.
+        self._recent: dict[bytes, tuple[tuple[Hit, ...], tuple[str, ...]]] = {}
 
     def scan(self, data: bytes) -> tuple[list[Hit], list[str]]:
         """Hits in ``data`` and in every layer peeled from it, and the decoding warnings."""
+        if len(data) > RECENT_PART_BYTES:
+            return self._scan(data)
+        recent = self._recent.get(data)
+        if recent is None:
+            hits, notes = self._scan(data)
+            if len(self._recent) >= RECENT_PARTS:
+                del self._recent[next(iter(self._recent))]  # the oldest
+            self._recent[data] = (tuple(hits), tuple(notes))
+            return hits, notes
+        return list(recent[0]), list(recent[1])
+
+    def _scan(self, data: bytes) -> tuple[list[Hit], list[str]]:
         budget = Budget()
         found: dict[tuple[int, str], Hit] = {}
         top = self._scan_view(data, ())
@@ -123,22 +152,31 @@ class Detector:
             seen[chain] = {hit.ident for hit in hits} | parent
         return list(found.values()), budget.warnings or []
 
+    def _entry(self, pid: int) -> _Matched:
+        needles = self.needles.needles(pid)
+        before, after = _edge_class(self.needles.pattern(pid))
+        found = tuple((ident, form, encoding) for ident, form, encoding, _bounded in needles)
+        return self.needles.length(pid), before, after, needles[0][3], found
+
     def _scan_view(self, data: bytes, chain: tuple[str, ...]) -> list[Hit]:
         if not data:
             return []
         size = len(data)
         # (ident, start, end, form, encoding) of every acceptable match in this view.
         spans: list[tuple[int, int, int, str, str]] = []
+        matched = self._matched
         for pid, end in self.engine.scan(data):
-            start = end - self._lengths[pid]
-            before, after = self._edges[pid]
-            needles = self._by_pattern[pid]
-            if needles[0].boundary and (
+            entry = matched.get(pid)
+            if entry is None:
+                entry = matched[pid] = self._entry(pid)
+            length, before, after, bounded, needles = entry
+            start = end - length
+            if bounded and (
                 (before is not None and start > 0 and data[start - 1] in before)
                 or (after is not None and end < size and data[end] in after)
             ):
                 continue
-            spans.extend((n.ident, start, end, n.form, n.encoding) for n in needles)
+            spans.extend((ident, start, end, form, encoding) for ident, form, encoding in needles)
         if self.digests:
             spans.extend(self._scan_digests(data))
         # One occurrence is one hit: a match inside a longer match of the same identifier (the
@@ -155,7 +193,9 @@ class Detector:
 
     def _scan_digests(self, data: bytes) -> list[tuple[int, int, int, str, str]]:
         spans: list[tuple[int, int, int, str, str]] = []
-        lookup = self.needle_set.digest_entries
+        if len(data) < _SHORTEST_DIGEST:
+            return spans
+        lookup = self.needles.digest_entries
         for m in _HEX_DIGEST.finditer(data):
             for ident, form, encoding in lookup(bytes.fromhex(m.group().decode("ascii"))):
                 spans.append((ident, m.start(), m.end(), form, encoding))

@@ -3,9 +3,15 @@
 Sans-I/O: :meth:`FlowTable.packet` takes decoded packets in capture order and collects the
 :class:`~phonehome.model.Exchange` s and :class:`~phonehome.model.Notice` s they complete;
 :meth:`FlowTable.drain` hands them over. Only what the phone sent is scanned: the client side of
-each TCP connection (reassembled, then read as HTTP/1, a TLS ClientHello, DNS, or raw bytes) and
-the datagrams of the side that spoke first on UDP. DNS answers name the addresses the phone
+each TCP connection (reassembled, then read as HTTP/1, HTTP/2, a TLS ClientHello, DNS, or raw bytes)
+and the datagrams of the side that spoke first on UDP. DNS answers name the addresses the phone
 then talks to.
+
+When the key store holds secrets, a TLS connection's records are decrypted
+(:mod:`~phonehome.protocols.tlsrecords`): the server's stream is followed up to its ServerHello, and
+what the client sent inside TLS is read as HTTP/1, HTTP/2 or raw bytes, marked encrypted with the
+TLS version and cipher. QUIC Initial packets name the server of HTTP/3 connections
+(:mod:`~phonehome.protocols.quic`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from dataclasses import dataclass
 
 from phonehome.errors import InputError
 from phonehome.model import WHERE_DNS, WHERE_RAW, WHERE_SNI, Exchange, Notice, Part
-from phonehome.protocols import dns, http1, tls
+from phonehome.protocols import dns, http1, http2, quic, tls, tlsrecords
+from phonehome.protocols.keylog import KeyStore
 from phonehome.protocols.message import request_parts, split_target
 from phonehome.protocols.tcp import Gap, Reassembler
 
@@ -29,6 +36,7 @@ SERVER_PORTS = frozenset({53, 80, 443, 853, 5222, 5228, 8000, 8080, 8088, 8443, 
 QUIC_PORTS = frozenset({443, 80})
 RAW_CHUNK = 64 << 10
 RAW_OVERLAP = 256
+MAX_TUNNELS = 16  # CONNECT inside CONNECT: a proxy chain is a few deep
 
 
 @dataclass(slots=True)
@@ -36,10 +44,19 @@ class Limits:
     max_flows: int = 65536
     idle_timeout: float = 900.0
     max_stream_buffer: int = 4 << 20
+    max_names: int = 1 << 20  # addresses remembered from DNS answers
 
 
 def ip_text(packed: bytes) -> str:
     return str(ipaddress.ip_address(packed))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsContext:
+    """The TLS connection bytes were decrypted from."""
+
+    version: str | None  # e.g. "TLS 1.3"
+    cipher: str | None  # IANA name
 
 
 class _TcpFlow:
@@ -47,9 +64,13 @@ class _TcpFlow:
         "client",
         "client_fin",
         "consumer",
+        "key",
         "label",
+        "lane_keys",
         "last",
         "reasm",
+        "reply_reasm",
+        "reply_sink",
         "server",
         "server_fin",
     )
@@ -63,10 +84,22 @@ class _TcpFlow:
         self.last = 0.0
         self.client_fin = False
         self.server_fin = False
+        # The server's stream, reassembled only while a TLS decryptor needs its handshake.
+        self.reply_reasm: Reassembler | None = None
+        self.reply_sink: _Tls | None = None
+        self.key = (client[0], client[1], server[0], server[1])  # in FlowTable._tcp
+        # For IPv4: the raw address-and-port bytes of each direction (client to server, server to
+        # client), as FlowTable.lanes knows them.
+        self.lane_keys: tuple[bytes, bytes] | None = None
+        if len(client[0]) == 4 and len(server[0]) == 4:
+            c, s = client[1].to_bytes(2, "big"), server[1].to_bytes(2, "big")
+            self.lane_keys = (client[0] + server[0] + c + s, server[0] + client[0] + s + c)
 
 
 class _Consumer:
     """Reads one client stream; subclasses per protocol."""
+
+    tls: TlsContext | None = None  # set on consumers of bytes decrypted from TLS
 
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
         self.table = table
@@ -87,6 +120,7 @@ class _Http(_Consumer):
         super().__init__(table, flow)
         self.parser = http1.RequestParser()
         self.tunnel: _Consumer | None = None
+        self.depth = 0  # CONNECT tunnels this stream is already inside
 
     def data(self, chunk: bytes) -> None:
         if self.tunnel is not None:
@@ -114,10 +148,20 @@ class _Http(_Consumer):
         while True:
             event = self.parser.next_event()
             if isinstance(event, http1.Request):
-                self.table.http_request(self.flow, event)
+                self.table.http_request(self.flow, event, self.tls)
                 if event.method == "CONNECT":
                     rest = self.parser.take_tunnel_data()
-                    self.tunnel = _Sniffing(self.table, self.flow)
+                    if self.depth >= MAX_TUNNELS:
+                        # Each tunnel reads its bytes one call deeper: a stream of nothing but CONNECTs
+                        # would otherwise exhaust the stack within one segment.
+                        self.table.notice(
+                            f"CONNECT tunnels nested over {MAX_TUNNELS} deep; the rest read as raw bytes",
+                            self.flow.label,
+                        )
+                        self.tunnel = _Raw(self.table, self.flow)
+                    else:
+                        self.tunnel = _Sniffing(self.table, self.flow)
+                        self.tunnel.depth = self.depth + 1
                     if rest:
                         self.tunnel.data(rest)
                     return
@@ -128,23 +172,146 @@ class _Http(_Consumer):
 
 
 class _Tls(_Consumer):
+    """A TLS connection: its ClientHello, and when the key store has its secrets, what it carried."""
+
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
         super().__init__(table, flow)
         self.reader: tls.ClientHelloReader | None = tls.ClientHelloReader()
+        self.head = bytearray()  # the client's bytes until its ClientHello is read, for the decryptor
+        self.decryptor: tlsrecords.TlsDecryptor | None = None
+        self.inner: _Consumer | None = None
+        self.plain_head = b""
 
     def data(self, chunk: bytes) -> None:
+        if self.decryptor is not None:
+            self.decryptor.receive(tlsrecords.CLIENT, chunk)
+            self._pump()
+            return
         if self.reader is None:
             return  # application data: encrypted, nothing to read without keys
+        keys = self.table.keys
+        if keys:
+            self.head += chunk
         self.reader.receive_data(chunk)
         try:
             hello = self.reader.result()
         except InputError as exc:
             self.table.notice(f"TLS: {exc.message}", self.flow.label)
             self.reader = None
+            self.head = bytearray()
             return
         if isinstance(hello, tls.ClientHello):
             self.reader = None
             self.table.client_hello(self.flow, hello)
+            if keys:
+                self.decryptor = tlsrecords.TlsDecryptor(keys)
+                self.flow.reply_reasm = Reassembler(max_buffered=self.table.limits.max_stream_buffer)
+                self.flow.reply_sink = self
+                head, self.head = bytes(self.head), bytearray()
+                self.decryptor.receive(tlsrecords.CLIENT, head)
+                self._pump()
+
+    def gap(self, gap: Gap) -> None:
+        if self.decryptor is not None:
+            self.decryptor.receive_gap(tlsrecords.CLIENT, gap.length)
+            self._pump()
+
+    def reply(self, item: bytes | Gap) -> None:
+        """The server's stream, until its ServerHello has been read."""
+        decryptor = self.decryptor
+        if decryptor is None:
+            return
+        if isinstance(item, Gap):
+            decryptor.receive_gap(tlsrecords.SERVER, item.length)
+        else:
+            decryptor.receive(tlsrecords.SERVER, item)
+        if decryptor.server_hello_seen or isinstance(item, Gap):
+            # The client's records need nothing more from the server's side.
+            self.flow.reply_reasm = None
+            self.flow.reply_sink = None
+        self._pump()
+
+    def close(self) -> None:
+        decryptor = self.decryptor
+        if decryptor is None:
+            return
+        decryptor.close()
+        self._pump()
+        if self.inner is None and self.plain_head:
+            self._choose_inner()
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
+        problems = decryptor.problems()
+        if problems:
+            self.table.notice("TLS: " + "; ".join(problems), self.flow.label)
+        self.decryptor = None
+
+    def _pump(self) -> None:
+        assert self.decryptor is not None
+        for event in self.decryptor.events():
+            if event.direction != tlsrecords.CLIENT:
+                continue
+            if isinstance(event, tlsrecords.Interrupted):
+                # What follows in the client's stream cannot be read; the parser sees its end here.
+                if self.inner is None and self.plain_head:
+                    self._choose_inner()
+                if self.inner is not None:
+                    self.inner.close()
+                    self.inner = None
+                self.plain_head = b""
+            elif self.inner is not None:
+                self.inner.data(event.data)
+            else:
+                self.plain_head += event.data
+                head = self.plain_head
+                # Enough bytes to tell HTTP/2 (its 24-byte preface) from HTTP/1 or anything else.
+                if len(head) >= len(http2.PREFACE) or (
+                    len(head) >= 16 and not http2.looks_like_preface(head)
+                ):
+                    self._choose_inner()
+
+    def _choose_inner(self) -> None:
+        head, self.plain_head = self.plain_head, b""
+        kind: Callable[[FlowTable, _TcpFlow], _Consumer]
+        if http2.looks_like_preface(head):
+            kind = _Http2
+        elif http1.looks_like_request(head) and b" " in head[:32]:
+            kind = _Http
+        else:
+            kind = _Raw
+        assert self.decryptor is not None
+        inner = kind(self.table, self.flow)
+        inner.tls = TlsContext(self.decryptor.version_name, self.decryptor.cipher_name)
+        self.inner = inner
+        inner.data(head)
+
+
+class _Http2(_Consumer):
+    """HTTP/2 from the client: inside TLS, or cleartext with prior knowledge (h2c)."""
+
+    def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
+        super().__init__(table, flow)
+        self.reader = http2.RequestReader()
+
+    def data(self, chunk: bytes) -> None:
+        self.reader.receive_data(chunk)
+        self._pump()
+
+    def gap(self, gap: Gap) -> None:
+        self.reader.receive_gap(gap.length)
+        self._pump()
+
+    def close(self) -> None:
+        self.reader.receive_eof()
+        self._pump()
+
+    def _pump(self) -> None:
+        for event in self.reader.events():
+            if isinstance(event, http2.Request):
+                self.table.http2_request(self.flow, event, self.tls)
+            else:
+                self.table.notice(f"{event.message} (stream offset {event.offset})", self.flow.label)
 
 
 class _Raw(_Consumer):
@@ -171,7 +338,7 @@ class _Raw(_Consumer):
         data = self.overlap + bytes(self.buf)
         self.overlap = data[-RAW_OVERLAP:]
         self.buf.clear()
-        self.table.raw(self.flow, data)
+        self.table.raw(self.flow, data, self.tls)
 
 
 class _DnsTcp(_Consumer):
@@ -194,6 +361,7 @@ class _Sniffing(_Consumer):
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
         super().__init__(table, flow)
         self.head = b""
+        self.depth = 0  # CONNECT tunnels around this stream (see _Http)
 
     def data(self, chunk: bytes) -> None:
         self.head += chunk
@@ -222,11 +390,15 @@ class _Sniffing(_Consumer):
             kind = _DnsTcp
         elif tls.looks_like_tls(head):
             kind = _Tls
+        elif http2.looks_like_preface(head):
+            kind = _Http2
         elif http1.looks_like_request(head) and b" " in head[:32]:
             kind = _Http
         else:
             kind = _Raw
         consumer = kind(self.table, self.flow)
+        if isinstance(consumer, _Http):
+            consumer.depth = self.depth
         self.flow.consumer = consumer
         self.head = b""
         consumer.data(head)
@@ -236,9 +408,13 @@ class _Sniffing(_Consumer):
 class FlowTable:
     """Packets in, exchanges out, with bounded state."""
 
-    def __init__(self, source: str, limits: Limits | None = None) -> None:
+    def __init__(self, source: str, limits: Limits | None = None, keys: KeyStore | None = None) -> None:
         self.source = source
         self.limits = limits or Limits()
+        # TLS secrets by client random (key log files, pcapng Decryption Secrets Blocks).
+        self.keys = keys if keys is not None else KeyStore()
+        # UDP flows whose QUIC Initial packets are being read (None once read, or unreadable).
+        self._quic: OrderedDict[tuple[bytes, int, bytes, int], quic.InitialReader | None] = OrderedDict()
         # server address -> (the name the phone used for it, where that name was seen: "dns" or "sni")
         self.names: dict[str, tuple[str, str]] = {}
         self._tcp: OrderedDict[tuple[bytes, int, bytes, int], _TcpFlow] = OrderedDict()
@@ -247,6 +423,11 @@ class FlowTable:
         self._now = 0.0
         self._count = 0
         self.stats = {"packets": 0, "tcp_flows": 0, "udp_datagrams": 0, "evicted": 0, "encrypted_bytes": 0}
+        # The capture reader's fast lane (sources.capture.Lane): each direction of every open IPv4
+        # TCP flow -> (the flow, whether all its packets can be passed over). Packets from the
+        # server are never read unless a TLS decryptor follows its handshake, so that direction
+        # is passed over whole; from the client, only packets without payload or SYN/FIN/RST.
+        self.lanes: dict[bytes, tuple[_TcpFlow, bool]] = {}
 
     # ---- output -------------------------------------------------------------------------------
 
@@ -274,6 +455,7 @@ class FlowTable:
         method: str | None = None,
         encrypted: bool = False,
         name_source: str | None = None,
+        tls_context: TlsContext | None = None,
     ) -> None:
         server_ip = ip_text(server[0])
         if not host:
@@ -293,12 +475,16 @@ class FlowTable:
                 host=host,
                 url=url,
                 method=method,
-                encrypted=encrypted,
+                encrypted=encrypted or tls_context is not None,
+                tls_version=tls_context.version if tls_context else None,
+                tls_cipher=tls_context.cipher if tls_context else None,
                 name_source=name_source,
             )
         )
 
-    def http_request(self, flow: _TcpFlow, request: http1.Request) -> None:
+    def http_request(
+        self, flow: _TcpFlow, request: http1.Request, tls_context: TlsContext | None = None
+    ) -> None:
         host: str | None = http1.host_of(request)
         name_source: str | None = "http"
         if not host:
@@ -307,11 +493,12 @@ class FlowTable:
         if target.startswith((b"http://", b"https://")):
             url = target.decode("latin-1")
         else:
+            scheme, default_port = ("https", 443) if tls_context else ("http", 80)
             authority = host or ip_text(flow.server[0])
-            if flow.server[1] != 80:
+            if flow.server[1] != default_port:
                 authority = f"{authority}:{flow.server[1]}"
             path, query = split_target(target)
-            url = f"http://{authority}{path.decode('latin-1')}" + (
+            url = f"{scheme}://{authority}{path.decode('latin-1')}" + (
                 f"?{query.decode('latin-1')}" if query else ""
             )
         parts = request_parts(target, request.headers, request.body)
@@ -326,9 +513,42 @@ class FlowTable:
             url=url,
             method=request.method,
             name_source=name_source,
+            tls_context=tls_context,
         )
         for warning in request.warnings:
             self.notice(f"HTTP {request.method} {url}: {warning}", flow.label)
+
+    def http2_request(self, flow: _TcpFlow, request: http2.Request, tls_context: TlsContext | None) -> None:
+        authority = request.authority
+        host = request.host
+        name_source: str | None = "http"
+        if not host:
+            host, name_source = self._name_of(ip_text(flow.server[0]))
+        authority = authority or host or ip_text(flow.server[0])
+        url = f"{request.scheme}://{authority}{request.path.decode('latin-1')}"
+        # The same parts as an HTTP/1 request: :path gives path and query, :authority is Host
+        # (RFC 9113 §8.3.1), and the other pseudo-headers say nothing about the user.
+        headers = [
+            (b"host" if name == b":authority" else name, value)
+            for name, value in request.headers
+            if not name.startswith(b":") or name == b":authority"
+        ]
+        parts = request_parts(request.path, headers, request.body)
+        self._exchange(
+            flow.label,
+            "tcp",
+            "http2",
+            flow.client,
+            flow.server,
+            parts,
+            host=host,
+            url=url,
+            method=request.method,
+            name_source=name_source,
+            tls_context=tls_context,
+        )
+        for warning in request.warnings:
+            self.notice(f"HTTP/2 {request.method} {url}: {warning}", flow.label)
 
     def client_hello(self, flow: _TcpFlow, hello: tls.ClientHello) -> None:
         parts = (Part(WHERE_SNI, hello.server_name.encode()),) if hello.server_name else ()
@@ -346,8 +566,9 @@ class FlowTable:
             name_source="sni",
         )
 
-    def raw(self, flow: _TcpFlow, data: bytes) -> None:
-        self._exchange(flow.label, "tcp", "raw", flow.client, flow.server, (Part(WHERE_RAW, data),))
+    def raw(self, flow: _TcpFlow, data: bytes, tls_context: TlsContext | None = None) -> None:
+        parts = (Part(WHERE_RAW, data),)
+        self._exchange(flow.label, "tcp", "raw", flow.client, flow.server, parts, tls_context=tls_context)
 
     def dns_payload(
         self,
@@ -367,7 +588,15 @@ class FlowTable:
             asked = message.queries[0][0] if message.queries else None
             for owner, rtype, data in message.answers:
                 if rtype in (1, 28):
+                    self.names.pop(data, None)  # re-inserted as the newest
                     self.names[data] = (asked or owner, "dns")
+            # A record costs 16 bytes on the wire and ten times that here: answers that name an
+            # endless run of addresses must not grow memory without bound. Oldest forgotten first.
+            while len(self.names) > self.limits.max_names:
+                del self.names[next(iter(self.names))]
+                if not self.stats.get("names_forgotten"):
+                    self.notice(f"more than {self.limits.max_names} addresses named by DNS; oldest forgotten")
+                self.stats["names_forgotten"] = self.stats.get("names_forgotten", 0) + 1
             return
         if not from_client:
             return
@@ -446,22 +675,66 @@ class FlowTable:
                 self._feed(flow, flow.reasm.pop())
             if flags & FIN:
                 flow.client_fin = True
+        elif flow.reply_reasm is not None:
+            self._reply(flow, flags, seq, payload)
         elif flags & FIN:
             flow.server_fin = True
         if flags & RST or (flow.client_fin and flow.server_fin):
             self._tcp.pop(key if from_client else (dst, dport, src, sport), None)
             self._close(flow)
+        elif flow.lane_keys is not None:
+            to_server, to_client = flow.lane_keys
+            self.lanes[to_server] = (flow, False)
+            self.lanes[to_client] = (flow, flow.reply_reasm is None)
+
+    def pass_over(self, flow: _TcpFlow, time: float) -> bool:
+        """A packet of ``flow`` the reader did not decode: what :meth:`packet` would have done with it.
+
+        Such a packet (see :attr:`lanes`) only moves the clock and the flow's idle time. True when
+        that expired flows whose output waits in :meth:`drain`.
+        """
+        self._now = time
+        self.stats["packets"] += 1
+        self._tcp.move_to_end(flow.key)
+        flow.last = time
+        self._count += 1
+        if self._count & 0xFFF == 0:
+            self._expire()
+            return bool(self._out)
+        return False
 
     def _feed(self, flow: _TcpFlow, items: list[bytes | Gap]) -> None:
         for item in items:
             if flow.consumer is None:
                 flow.consumer = _Sniffing(self, flow)
             if isinstance(item, Gap):
+                if item.bounded:
+                    self.notice(
+                        f"over {self.limits.max_stream_buffer} bytes (or too many pieces) held out of order; "
+                        f"{item.length} missing bytes at stream offset {item.offset} no longer waited for",
+                        flow.label,
+                    )
                 flow.consumer.gap(item)
             elif item:
                 flow.consumer.data(item)
 
+    def _reply(self, flow: _TcpFlow, flags: int, seq: int, payload: bytes) -> None:
+        """A server segment of a TLS connection whose handshake the decryptor still needs."""
+        reasm, sink = flow.reply_reasm, flow.reply_sink
+        assert reasm is not None and sink is not None
+        if flags & FIN:
+            flow.server_fin = True
+        reasm.add(seq, payload, syn=bool(flags & SYN), fin=bool(flags & FIN))
+        for item in reasm.pop():
+            if flow.reply_reasm is None:
+                break  # the decryptor has what it needed
+            sink.reply(item)
+
     def _close(self, flow: _TcpFlow) -> None:
+        if flow.lane_keys is not None:
+            for lane in flow.lane_keys:
+                self.lanes.pop(lane, None)
+        flow.reply_reasm = flow.reply_sink = None
         self._feed(flow, flow.reasm.close())
         if flow.consumer is not None:
             flow.consumer.close()
@@ -482,11 +755,52 @@ class FlowTable:
                 self._udp.popitem(last=False)
         if client != (src, sport) or not payload:
             return
-        if dport in QUIC_PORTS and payload[0] & 0x80:
+        if dport in QUIC_PORTS and (payload[0] & 0x80 or key in self._quic):
+            # QUIC: long-header packets (and, once a flow has shown them, short-header ones) are
+            # protected; only Initial packets can be read without secrets.
             self.stats["encrypted_bytes"] += len(payload)
-            return  # QUIC long header: protected payload
+            if payload[0] & 0x80:
+                self._quic_initial(key, payload)
+            return
         label = f"udp {_endpoint((src, sport))}>{_endpoint((dst, dport))}"
         self._exchange(label, "udp", "raw", (src, sport), (dst, dport), (Part(WHERE_RAW, payload),))
+
+    def _quic_initial(self, key: tuple[bytes, int, bytes, int], payload: bytes) -> None:
+        if key in self._quic:
+            reader = self._quic[key]
+            if reader is None:
+                return
+        elif quic.looks_like_initial(payload):
+            reader = self._quic[key] = quic.InitialReader()
+            if len(self._quic) > self.limits.max_flows:
+                self._quic.popitem(last=False)
+        else:
+            return
+        client, server = (key[0], key[1]), (key[2], key[3])
+        label = f"udp {_endpoint(client)}>{_endpoint(server)}"
+        try:
+            found = reader.receive_datagram(payload)
+        except InputError as exc:
+            self._quic[key] = None
+            self.notice(f"QUIC: {exc.message}", label)
+            return
+        if found is None:
+            return
+        self._quic[key] = None
+        name = found.hello.server_name
+        if name:
+            self.names.setdefault(ip_text(server[0]), (name, "sni"))
+        self._exchange(
+            label,
+            "udp",
+            "quic",
+            client,
+            server,
+            (Part(WHERE_SNI, name.encode()),) if name else (),
+            host=name,
+            encrypted=True,
+            name_source="sni",
+        )
 
     def _expire(self) -> None:
         horizon = self._now - self.limits.idle_timeout

@@ -14,7 +14,7 @@ is invisible here.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _SEQ_MOD = 1 << 32
 _SEQ_HALF = 1 << 31
@@ -26,6 +26,9 @@ class Gap:
 
     offset: int  # stream offset where bytes are missing
     length: int
+    # True when the bytes were not waited for because too much was held out of order (the bound),
+    # rather than because the stream ended with them missing.
+    bounded: bool = field(default=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -137,7 +140,7 @@ class Reassembler:
         while self._starts and (
             self._buffered > self._max_buffered or len(self._starts) > self._max_segments
         ):
-            self._skip_hole()
+            self._skip_hole(bounded=True)
 
     def pop(self) -> list[bytes | Gap]:
         """The data (and Gap markers) that are ready, in stream order."""
@@ -215,13 +218,13 @@ class Reassembler:
         if n:
             del starts[:n]
 
-    def _skip_hole(self) -> None:
+    def _skip_hole(self, *, bounded: bool = False) -> None:
         """Give up on the first hole: mark it as a Gap and deliver what follows it."""
-        self._gap_to(self._starts[0])
+        self._gap_to(self._starts[0], bounded=bounded)
         self._drain()
 
-    def _gap_to(self, offset: int) -> None:
+    def _gap_to(self, offset: int, *, bounded: bool = False) -> None:
         length = offset - self._next
-        self._ready.append(Gap(self._next, length))
+        self._ready.append(Gap(self._next, length, bounded))
         self.stats.gap_bytes += length
         self._next = offset

@@ -36,6 +36,15 @@ def group(findings: Iterable[Finding]) -> dict[tuple[str, str, str], list[Findin
 def render(result: AuditResult, console: Console) -> None:
     title = f"phonehome audit of {safe(result.profile.name)}"
     console.print(Text(title, style="bold"))
+    if result.incomplete:
+        console.print(Text("INCOMPLETE: interrupted; only what was read until then is reported", "bold red"))
+    if result.verdict:
+        style = "bold red" if result.violations else "bold green"
+        console.print(Text(f"Verdict: {safe(result.verdict)}", style=style))
+    policy = result.policy
+    console.print(
+        Text(f"  policy: {safe(policy.name)} ({safe(policy.source)})" if policy else "  policy: none")
+    )
     for i in result.inputs:
         line = f"  {safe(i.path)}: {i.format or 'unreadable'}, {i.size:,} bytes, {i.exchanges:,} exchanges"
         console.print(Text(line))
@@ -44,14 +53,25 @@ def render(result: AuditResult, console: Console) -> None:
     for (host, ip, country), items in group(result.findings).items():
         transports = {("TLS" if f.encrypted else "cleartext") for f in items}
         heading = f"{safe(host)} ({safe(ip)}, {country}, {'/'.join(sorted(transports))})"
+        owned = next((f for f in items if f.owner), None)
+        if owned is not None:  # who runs it, and in what role (attribute/owners.py)
+            heading += f" — {safe(owned.owner)}, {safe(owned.role)}"
         table = Table(title=Text(heading, style="bold red"), title_justify="left", expand=False)
-        for col in ("identifier", "encoding", "where", "protocol", "count"):
+        for col in ("identifier", "encoding", "where", "protocol", "count", "verdict", "rule"):
             table.add_column(col, overflow="fold")
-        counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        counts: dict[tuple[str, str, str, str, str, str], int] = defaultdict(int)
         for f in items:
-            counts[(f.identifier, f.encoding, f.where, f.protocol)] += 1
-        for (ident, encoding, where, protocol), n in sorted(counts.items()):
-            table.add_row(Text(ident), Text(encoding), Text(safe(where)), Text(protocol), Text(str(n)))
+            counts[(f.identifier, f.encoding, f.where, f.protocol, f.verdict, f.rule or "")] += 1
+        for (ident, encoding, where, protocol, verdict, rule), n in sorted(counts.items()):
+            table.add_row(
+                Text(ident),
+                Text(encoding),
+                Text(safe(where)),
+                Text(protocol),
+                Text(str(n)),
+                Text(verdict, style="red" if verdict == "violation" else "green"),
+                Text(safe(rule)),
+            )
         console.print(table)
     for w in result.warnings[:20]:
         console.print(Text(f"warning: {safe(str(w))}", style="yellow"))
@@ -61,6 +81,32 @@ def render(result: AuditResult, console: Console) -> None:
         )
     for error in result.errors:
         console.print(Text(f"error: {safe(error)}", style="bold red"))
+    if result.suspected:
+        suspects(result, console)
     leaks = len(result.findings)
     hosts = len({destination(f) for f in result.findings})
-    console.print(Text(f"{leaks} finding(s) to {hosts} destination(s).", style="bold"))
+    console.print(
+        Text(f"{leaks} finding(s) to {hosts} destination(s), {result.violations} violation(s).", style="bold")
+    )
+
+
+def suspects(result: AuditResult, console: Console, limit: int = 30) -> None:
+    """The --discover table: undeclared values that look like identifiers, most confident first."""
+    table = Table(
+        title=Text("Suspected identifiers (not in the profile)", style="bold yellow"), title_justify="left"
+    )
+    for col in ("value", "key", "confidence", "hosts", "why"):
+        table.add_column(col, overflow="fold")
+    for s in result.suspected[:limit]:
+        hosts = ", ".join(s.hosts[:3]) + (f" +{len(s.hosts) - 3}" if len(s.hosts) > 3 else "")
+        table.add_row(
+            Text(safe(s.value)),
+            Text(safe(s.key)),
+            Text(f"{s.confidence:.2f}"),
+            Text(safe(hosts)),
+            Text(safe("; ".join(s.reasons))),
+        )
+    console.print(table)
+    if len(result.suspected) > limit:
+        more = len(result.suspected) - limit
+        console.print(Text(f"... and {more} more (see --format json)", style="yellow"))

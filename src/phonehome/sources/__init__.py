@@ -6,25 +6,52 @@ the format from the first bytes of the file, never from its name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from phonehome.errors import InputError
 from phonehome.model import Exchange, Notice
 from phonehome.protocols.flows import FlowTable, Limits
-from phonehome.sources import capture, har
+from phonehome.protocols.keylog import KeyStore, parse_keylog
+from phonehome.sources import capture, har, mitmflow
 
 Progress = Callable[[int], None]
 Reader = Callable[[str, "Progress | None"], Iterator[Exchange | Notice]]
 
 SNIFF_BYTES = 4096
+SECRETS_TLS_KEY_LOG = 0x544C534B  # 'TLSK': an NSS key log (pcapng §4.8, Decryption Secrets Block)
+# Formats read packet by packet, which TLS secrets can decrypt.
+PACKET_FORMATS = frozenset({"pcap", "pcapng"})
+_MAX_BAD_LINE_NOTICES = 10
 
 
-def read_packets(path: str, progress: Progress | None = None) -> Iterator[Exchange | Notice]:
-    """A pcap or pcapng file as exchanges: packets through the flow table."""
-    table = FlowTable(path, Limits())
+def _secrets_notices(path: str, event: capture.Secrets, keys: KeyStore) -> Iterator[Notice]:
+    """Take the key log of a Decryption Secrets Block into ``keys``; say what could not be used."""
+    if event.secrets_type != SECRETS_TLS_KEY_LOG:
+        yield Notice(path, f"decryption secrets of type 0x{event.secrets_type:08x} not used", event.offset)
+        return
+    secrets, bad = parse_keylog(event.data, strict=False)
+    keys.add(secrets)
+    for line, why in bad[:_MAX_BAD_LINE_NOTICES]:
+        yield Notice(path, f"TLS key log in a secrets block, line {line} skipped: {why}", event.offset)
+    if len(bad) > _MAX_BAD_LINE_NOTICES:
+        more = len(bad) - _MAX_BAD_LINE_NOTICES
+        yield Notice(path, f"TLS key log in a secrets block: {more} more bad lines skipped", event.offset)
+
+
+def read_packets(
+    path: str, progress: Progress | None = None, keys: KeyStore | None = None
+) -> Iterator[Exchange | Notice]:
+    """A pcap or pcapng file as exchanges: packets through the flow table.
+
+    ``keys`` holds TLS secrets from the user's key logs; the capture's own secrets blocks join them
+    for this file only.
+    """
+    table = FlowTable(path, Limits(), keys.copy() if keys is not None else KeyStore())
     count = 0
-    for event in capture.read_capture(path):
+    # The table is the reader's fast lane: packets that cannot change what a flow yields (most of
+    # the server's, and bare ACKs) are passed over undecoded, no Packet built for them.
+    for event in capture.read_capture(path, lane=table):
         if isinstance(event, capture.Packet):
             table.packet(
                 event.time,
@@ -42,11 +69,26 @@ def read_packets(path: str, progress: Progress | None = None) -> Iterator[Exchan
                 progress(event.offset)
         elif isinstance(event, Notice):
             yield event
-        else:
-            yield Notice(path, "TLS secrets block present; decryption is not supported yet", event.offset)
+        elif isinstance(event, capture.Secrets):
+            yield from _secrets_notices(path, event, table.keys)
+        # A capture.Flush only asks for what the table holds.
         yield from table.drain()
     table.finish()
     yield from table.drain()
+
+
+def load_keylogs(paths: Iterable[str]) -> KeyStore:
+    """The secrets of the user's key log files; a bad line raises InputError naming file and line."""
+    keys = KeyStore()
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise InputError(f"cannot read key log: {exc.strerror or exc}", source=path) from None
+        secrets, _bad = parse_keylog(data, source=path)
+        keys.add(secrets)
+    return keys
 
 
 def read_har_file(path: str, _progress: Progress | None = None) -> Iterator[Exchange | Notice]:
@@ -57,6 +99,7 @@ READERS: dict[str, Reader] = {
     "pcap": read_packets,
     "pcapng": read_packets,
     "har": read_har_file,
+    "mitm": mitmflow.read_mitm,
 }
 
 
@@ -74,15 +117,25 @@ def sniff(path: str) -> str:
         return kind
     if har.sniff_har(head):
         return "har"
+    if mitmflow.sniff_mitm(head):
+        return "mitm"
     raise InputError(
-        "not a capture phonehome can read (expected pcap, pcapng or HAR; detected by content)",
+        "not a capture phonehome can read"
+        " (expected pcap, pcapng, HAR or mitmproxy flows; detected by content)",
         source=path,
         offset=0,
     )
 
 
-def read_input(path: str | Path, progress: Progress | None = None) -> tuple[str, Iterator[Exchange | Notice]]:
-    """The format of ``path`` and the exchanges it holds; raises InputError for unreadable input."""
+def read_input(
+    path: str | Path, progress: Progress | None = None, keys: KeyStore | None = None
+) -> tuple[str, Iterator[Exchange | Notice]]:
+    """The format of ``path`` and the exchanges it holds; raises InputError for unreadable input.
+
+    ``keys`` (TLS secrets from key logs) is used by the formats that carry packets.
+    """
     name = str(path)
     kind = sniff(name)
+    if kind in PACKET_FORMATS:
+        return kind, read_packets(name, progress, keys)
     return kind, READERS[kind](name, progress)

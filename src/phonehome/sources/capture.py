@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from struct import Struct
-from typing import Final
+from typing import Any, Final, Protocol
 
 from phonehome.errors import InputError
 from phonehome.model import Notice
@@ -33,6 +33,8 @@ from phonehome.model import Notice
 __all__ = [
     "CaptureReader",
     "Event",
+    "Flush",
+    "Lane",
     "Packet",
     "Secrets",
     "decode_frame",
@@ -66,7 +68,31 @@ class Secrets:
     data: bytes
 
 
-Event = Packet | Secrets | Notice
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Packets the reader passed over through its :class:`Lane` left output in the lane's owner."""
+
+    offset: int  # of the record (pcap) of the packet after which the output waits
+
+
+Event = Packet | Secrets | Notice | Flush
+
+
+class Lane(Protocol):
+    """Lets the reader pass over, undecoded, IPv4 TCP packets that cannot change what a flow yields.
+
+    ``lanes`` maps the 12 bytes of an IPv4 TCP packet's addresses and ports (source address,
+    destination address, source port, destination port, as on the wire) to the owner's flow and
+    whether every packet in that direction without SYN, FIN or RST can be passed over; when it
+    says False, only those that also carry no payload are. For each packet passed over the reader calls
+    :meth:`pass_over` instead of yielding a :class:`Packet`; when that returns True (the owner has
+    output to hand on), the reader yields a :class:`Flush`.
+    """
+
+    lanes: dict[bytes, tuple[Any, bool]]
+
+    def pass_over(self, flow: Any, time: float) -> bool: ...
+
 
 # A frozen dataclass's __init__ stores each field through object.__setattr__; the slot descriptors
 # store the same values at about half the cost, which matters once per packet.
@@ -310,6 +336,17 @@ _LINKTYPES: Final[dict[int, _Layer]] = {
 }
 
 
+# Link layers the fast lane reads (see Lane): frame decoder -> (header reader from the frame start,
+# offset of the IPv4 header, the ethertype value meaning IPv4; b"" for raw IP, read as "0s").
+_LANE_LINKS: Final[dict[_Layer, tuple[Callable[[bytes, int], tuple[Any, ...]], int, int | bytes]]] = {
+    _ethernet: (Struct(">12xHBxH2xHxB").unpack_from, 14, 0x0800),
+    _sll: (Struct(">14xHBxH2xHxB").unpack_from, 16, 0x0800),
+    _sll2: (Struct(">H18xBxH2xHxB").unpack_from, 20, 0x0800),
+    _raw: (Struct(">0sBxH2xHxB").unpack_from, 0, b""),
+    _ip4: (Struct(">0sBxH2xHxB").unpack_from, 0, b""),
+}
+
+
 def decode_frame(linktype: int, frame: bytes) -> Decoded | None:
     """``(proto, src, dst, sport, dport, flags, seq, payload)`` of a TCP/UDP frame, else None."""
     layer = _LINKTYPES.get(linktype)
@@ -451,8 +488,9 @@ class CaptureReader:
     input is not a capture or its file header is unreadable; once raised, it raises it again.
     """
 
-    def __init__(self, source: str = "<capture>") -> None:
+    def __init__(self, source: str = "<capture>", lane: Lane | None = None) -> None:
         self._source = source
+        self._lane = lane
         self._buf = b""
         self._pos = 0  # parse position in _buf
         self._base = 0  # file offset of _buf[0]
@@ -590,6 +628,14 @@ class CaptureReader:
         decode = self._decode
         last_sec = self._last_sec
         packet = _packet
+        lane = self._lane
+        lanes = lane.lanes if lane is not None else None
+        pass_over = lane.pass_over if lane is not None else None
+        link = _LANE_LINKS.get(decode) if decode is not None else None
+        if link is None:
+            lanes = None
+        else:
+            lane_hdr, lane_ip, lane_eth = link
         while end - pos >= hlen:
             sec, frac, caplen, _origlen = rec(buf, pos)
             if caplen > limit:
@@ -613,6 +659,32 @@ class CaptureReader:
             if nxt > end:
                 break
             last_sec = sec
+            if lanes:
+                # The fast lane: a plain IPv4 TCP packet of a known flow, with headers whole and
+                # no option, fragment or damage the decoders would report, and nothing in it the
+                # flow needs (see Lane): passed over without building a Packet.
+                ip = pos + hlen + lane_ip
+                if nxt - ip >= 40:
+                    eth, vihl, total, frag, proto = lane_hdr(buf, pos + hlen)
+                    if (
+                        proto == _TCP
+                        and vihl == 0x45
+                        and eth == lane_eth
+                        and not frag & 0x1FFF
+                        and (total >= 40 or not total)
+                    ):
+                        entry = lanes.get(buf[ip + 12 : ip + 24])
+                        # Data offset of 5 or more, and none of FIN, SYN, RST (RFC 9293 §3.1).
+                        if entry is not None and buf[ip + 32] >= 0x50 and not buf[ip + 33] & 0x07:
+                            ip_end = ip + total if total and ip + total < nxt else nxt
+                            if entry[1] or ip_end <= ip + 20 + ((buf[ip + 32] >> 2) & 0x3C):
+                                assert pass_over is not None
+                                if pass_over(entry[0], sec + frac / div):
+                                    self._pos = nxt
+                                    self._last_sec = sec
+                                    yield Flush(base + pos)
+                                pos = nxt
+                                continue
             if decode is not None:
                 result = decode(buf, pos + hlen, nxt)
                 if result is not None:
@@ -1019,12 +1091,14 @@ class CaptureReader:
             )
 
 
-def read_capture(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> Iterator[Event]:
+def read_capture(
+    path: str | os.PathLike[str], chunk_size: int = 1 << 20, lane: Lane | None = None
+) -> Iterator[Event]:
     """Stream a pcap or pcapng file from disk through a :class:`CaptureReader`."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
     source = os.fspath(path)
-    reader = CaptureReader(source)
+    reader = CaptureReader(source, lane)
     try:
         handle = open(source, "rb")  # noqa: SIM115 - closed by the with below, inside the generator
     except OSError as exc:

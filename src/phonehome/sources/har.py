@@ -69,8 +69,10 @@ _SNIFF_RE = re.compile(
 )
 
 # For the nesting check: drop strings, keep brackets, and take the highest running count of
-# openers minus closers. Linear, and done in C, however the brackets are arranged.
-_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# openers minus closers. Linear, and done in C, however the brackets are arranged. An unterminated
+# string runs to the end of the text: left unmatched, each quote after it would start a new scan to
+# the end (quadratic time on a HAR cut inside a long string full of escaped quotes).
+_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
 
@@ -107,11 +109,54 @@ def parse_har(data: bytes, source: str) -> Iterator[Exchange | Notice]:
         text = data[start:].decode("utf-8", "surrogateescape")
         offset = start + exc.start
         notice = Notice(source, "not valid UTF-8; undecodable bytes kept as they are", offset=offset)
-    entries = _entries(_load_json(text, start, source), source)
+    damage: Notice | None = None
+    try:
+        entries = _entries(_load_json(text, start, source), source)
+    except InputError as exc:
+        # A HAR cut short (the browser or proxy stopped mid-write) or damaged inside log.entries:
+        # the entries complete before the damage are still read, and the damage reported.
+        salvaged = _salvage_entries(text) if exc.offset is not None else []
+        if not salvaged:
+            raise
+        entries = salvaged
+        damage = Notice(
+            source,
+            f"{exc.message}; only the {len(salvaged)} entries that parse whole are read",
+            exc.offset,
+            damage=True,
+        )
     if notice is not None:
         yield notice
+    if damage is not None:
+        yield damage
     for index, entry in enumerate(entries):
         yield from _entry(entry, index, source)
+
+
+_ENTRIES_START = re.compile(r'"entries"\s*:\s*\[')
+
+
+def _salvage_entries(text: str) -> list[object]:
+    """The entries of a damaged HAR that parse whole, in order, up to the first that does not."""
+    found = _ENTRIES_START.search(text)
+    if found is None:
+        return []
+    decoder = json.JSONDecoder()
+    entries: list[object] = []
+    pos = found.end()
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        try:
+            entry, pos = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            return entries
+        entries.append(entry)
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text) or text[pos] != ",":
+            return entries
+        pos += 1
 
 
 def _load_json(text: str, start: int, source: str) -> object:
