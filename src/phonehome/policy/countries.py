@@ -1,28 +1,27 @@
-"""ISO 3166-1 alpha-2 country codes and their English names, from data already installed.
+"""ISO 3166-1 alpha-2 country codes and their English names, from a table installed with the package.
 
-The names come from the locale tables of ``phonenumbers`` (Google's libphonenumber geocoding data),
-which cover every ISO 3166-1 code; nothing is downloaded. Used to check the country codes a policy
-names and to say "China" rather than "CN" in a verdict.
+``data/countries.tsv`` was taken from the locale tables of ``phonenumbers`` (libphonenumber's
+geocoding data, every ISO 3166-1 code); reading those tables at run time costs a second and over
+100 MB, a small file costs nothing. Used to check the country codes a policy names and to say
+"China" rather than "CN" in a verdict or a report.
 """
 
 from __future__ import annotations
 
-from phonenumbers.geodata.locale import LOCALE_DATA
+from importlib.resources import files
 
 
-def _english(names: dict[str, str]) -> str:
-    # Entries like "*aa" point at another language's entry of the same table.
-    name = names.get("en", "")
-    seen = 0
-    while name.startswith("*") and seen < 8:
-        name = names.get(name[1:], "")
-        seen += 1
-    return name
+def _load() -> dict[str, str]:
+    table: dict[str, str] = {}
+    text = files("phonehome").joinpath("data/countries.tsv").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            code, _, name = line.partition("\t")
+            table[code] = name
+    return table
 
 
-COUNTRY_NAMES: dict[str, str] = {
-    code: name for code, names in LOCALE_DATA.items() if len(code) == 2 and (name := _english(names))
-}
+COUNTRY_NAMES: dict[str, str] = _load()
 
 
 def country_name(code: str | None) -> str | None:

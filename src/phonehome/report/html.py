@@ -37,6 +37,7 @@ from phonehome.attribute.geo import ATTRIBUTION as GEO_ATTRIBUTION
 from phonehome.audit import AuditResult
 from phonehome.diff import Change, DiffResult, Side
 from phonehome.model import Finding
+from phonehome.policy import countries as names
 from phonehome.profile import Identifier, Profile
 from phonehome.report.redact import Redactor, mask, split_evidence
 
@@ -236,20 +237,11 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
-@cache
 def country_name(code: str | None) -> str:
-    """English name of an ISO 3166 alpha-2 code, from the tables ``phonenumbers`` ships."""
+    """English name of an ISO 3166 alpha-2 code (the package's country table); "unknown" for none."""
     if not code:
         return UNKNOWN
-    from phonenumbers.geodata.locale import LOCALE_DATA
-
-    names: dict[str, str] = LOCALE_DATA.get(code.upper(), {})
-    name = names.get("en", "")
-    for _ in range(4):  # "*xx" means "the same as language xx"
-        if not name.startswith("*"):
-            break
-        name = names.get(name[1:], "")
-    return name or code
+    return names.country_name(code) or code
 
 
 def category_rank(category: str) -> tuple[int, str]:
