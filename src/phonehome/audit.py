@@ -197,6 +197,8 @@ def audit_input(
     try:
         summary.format, events = read_input(path, progress, keys)
         for event in events:
+            if STOP.is_set():
+                raise KeyboardInterrupt
             if isinstance(event, Notice):
                 warnings.append(event)
                 if event.damage and summary.error is None:
@@ -206,6 +208,11 @@ def audit_input(
             findings.extend(auditor.findings(event, warnings))
     except InputError as exc:
         summary.error = str(exc.located(path))
+
+
+# Set by a front end's signal handler (SIGTERM) besides raising KeyboardInterrupt there: should the
+# exception land where it is absorbed (a library callback, a finalizer), the next exchange still stops.
+STOP = threading.Event()
 
 
 # One Auditor per worker process, built once by the pool's initializer.

@@ -107,17 +107,22 @@ def _jobs(text: str) -> int:
 def sigterm_interrupts() -> Iterator[None]:
     """While the audit runs, SIGTERM stops it as Ctrl-C does: the report of what was read is written."""
 
+    from phonehome.audit import STOP
+
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        STOP.set()
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
     previous = signal.signal(signal.SIGTERM, interrupt)
+    STOP.clear()
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        STOP.clear()
 
 
 def _dump_json(path: str, document: dict[str, Any]) -> None:
