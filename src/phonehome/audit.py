@@ -97,31 +97,14 @@ class Auditor:
                     dest = self.destinations.describe(exchange.host, exchange.server_ip)
                 ident = idents[hit.ident]
                 out.append(
-                    Finding(
+                    dest.finding(
+                        exchange,
                         identifier=ident.label,
                         category=ident.category,
                         encoding=hit.encoding,
                         where=part.where,
-                        host=exchange.host,
-                        ip=exchange.server_ip,
-                        port=exchange.server_port,
-                        url=exchange.url,
-                        country=dest.country,
-                        country_source=dest.country_source,
-                        transport=exchange.transport,
-                        protocol=exchange.protocol,
-                        encrypted=exchange.encrypted,
-                        time=exchange.time,
-                        flow=exchange.flow,
-                        source=exchange.source,
                         evidence=hit.evidence,
                         form=hit.form,
-                        tls_version=exchange.tls_version,
-                        tls_cipher=exchange.tls_cipher,
-                        name_source=exchange.name_source,
-                        domain=dest.domain,
-                        owner=dest.owner,
-                        role=dest.role,
                     )
                 )
         out.extend(self.locations.findings(exchange, self.destinations.describe))

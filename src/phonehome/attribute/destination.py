@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from phonehome.attribute.domains import normalise
 from phonehome.attribute.geo import Geo
 from phonehome.attribute.owners import Owners
+from phonehome.model import Exchange, Finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,47 @@ class Destination:
     country: str | None  # where the server is
     country_source: str | None  # which source placed it, e.g. "aws ip-ranges 2026-10-26 ap-south-1"
     owner_source: str | None = None  # which table named the owner
+
+    def finding(
+        self,
+        exchange: Exchange,
+        *,
+        identifier: str,
+        category: str,
+        encoding: str,
+        where: str,
+        evidence: str,
+        form: str,
+        extra: dict[str, str] | None = None,
+    ) -> Finding:
+        """What was found (identifier, encoding, place, evidence) in ``exchange``, sent here."""
+        return Finding(
+            identifier=identifier,
+            category=category,
+            encoding=encoding,
+            where=where,
+            host=exchange.host,
+            ip=exchange.server_ip,
+            port=exchange.server_port,
+            url=exchange.url,
+            country=self.country,
+            country_source=self.country_source,
+            transport=exchange.transport,
+            protocol=exchange.protocol,
+            encrypted=exchange.encrypted,
+            time=exchange.time,
+            flow=exchange.flow,
+            source=exchange.source,
+            evidence=evidence,
+            form=form,
+            tls_version=exchange.tls_version,
+            tls_cipher=exchange.tls_cipher,
+            name_source=exchange.name_source,
+            domain=self.domain,
+            owner=self.owner,
+            role=self.role,
+            extra=extra or {},
+        )
 
 
 class Destinations:

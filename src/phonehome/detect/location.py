@@ -374,31 +374,14 @@ class LocationFinder:
                 dest = describe(exchange.host, exchange.server_ip)
                 label = hit.place if hit.place.startswith("location") else f"location.{hit.place}"
                 out.append(
-                    Finding(
+                    dest.finding(
+                        exchange,
                         identifier=label,
                         category="location",
                         encoding=hit.encoding,
                         where=part.where,
-                        host=exchange.host,
-                        ip=exchange.server_ip,
-                        port=exchange.server_port,
-                        url=exchange.url,
-                        country=dest.country,
-                        country_source=dest.country_source,
-                        transport=exchange.transport,
-                        protocol=exchange.protocol,
-                        encrypted=exchange.encrypted,
-                        time=exchange.time,
-                        flow=exchange.flow,
-                        source=exchange.source,
                         evidence=hit.evidence,
                         form=hit.form,
-                        tls_version=exchange.tls_version,
-                        tls_cipher=exchange.tls_cipher,
-                        name_source=exchange.name_source,
-                        domain=dest.domain,
-                        owner=dest.owner,
-                        role=dest.role,
                         extra={
                             "precision_m": f"{hit.precision_m:.3g}",
                             "distance_m": f"{hit.distance_m:.0f}",
