@@ -41,6 +41,27 @@ class Command:
     run: Callable[[argparse.Namespace, Env], ExitStatus]
 
 
+def processes(text: str) -> int:
+    """The ``-j/--jobs`` argument type: a number of worker processes, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more), got {text!r}")
+    return value
+
+
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, the matching engine, as every command that audits offers it."""
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "hyperscan", "aho-corasick"),
+        default="auto",
+        help="matching engine (default: hyperscan where it loads)",
+    )
+
+
 def write_output(output: str | None, text: str, env: Env) -> None:
     """``text`` to the file named by ``-o``, or to standard output."""
     if output:

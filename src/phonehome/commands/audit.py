@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from phonehome.commands import Env, ExitStatus, write_output
+from phonehome.commands import Env, ExitStatus, add_engine, processes, write_output
 from phonehome.errors import InputError
 
 HELP = "find the declared identifiers in captured traffic"
@@ -38,12 +38,7 @@ def configure(a: argparse.ArgumentParser) -> None:
         help="mask every identifier value in the HTML report (first and last two characters kept)",
     )
     a.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of standard output")
-    a.add_argument(
-        "--engine",
-        choices=("auto", "hyperscan", "aho-corasick"),
-        default="auto",
-        help="matching engine (default: hyperscan where it loads)",
-    )
+    add_engine(a)
     a.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     a.add_argument(
         "--discover",
@@ -75,7 +70,7 @@ def configure(a: argparse.ArgumentParser) -> None:
     a.add_argument(
         "-j",
         "--jobs",
-        type=_jobs,
+        type=processes,
         default=1,
         metavar="N",
         help="audit several captures in N processes at once (same findings as one; default 1)",
@@ -91,16 +86,6 @@ def configure(a: argparse.ArgumentParser) -> None:
         metavar="DB",
         help="keep this audit in a history database: a SQLite file path or a postgresql:// URL",
     )
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more), got {text!r}")
-    return value
 
 
 @contextmanager

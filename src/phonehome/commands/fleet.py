@@ -10,23 +10,13 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from phonehome.commands import Env, ExitStatus, write_output
+from phonehome.commands import Env, ExitStatus, add_engine, processes, write_output
 
 if TYPE_CHECKING:
     from phonehome.fleet import FleetResult
 
 HELP = "audit many captures from many devices, locally in processes or on a Dask cluster"
 SCHEMA = "phonehome/fleet/1"
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes (1 or more), got {text!r}")
-    return value
 
 
 def configure(a: argparse.ArgumentParser) -> None:
@@ -42,7 +32,9 @@ def configure(a: argparse.ArgumentParser) -> None:
         metavar="MAP",
         help='TOML: [devices."<name or glob>"] tables with profile, and optionally model, firmware, policy',
     )
-    a.add_argument("-j", "--jobs", type=_jobs, metavar="N", help="local processes (default: one per core)")
+    a.add_argument(
+        "-j", "--jobs", type=processes, metavar="N", help="local processes (default: one per core)"
+    )
     a.add_argument(
         "--cluster",
         metavar="ADDRESS",
@@ -50,12 +42,7 @@ def configure(a: argparse.ArgumentParser) -> None:
     )
     a.add_argument("--format", choices=("text", "json"), default="text")
     a.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of standard output")
-    a.add_argument(
-        "--engine",
-        choices=("auto", "hyperscan", "aho-corasick"),
-        default="auto",
-        help="matching engine (default: hyperscan where it loads)",
-    )
+    add_engine(a)
     a.add_argument(
         "--store",
         metavar="DB",

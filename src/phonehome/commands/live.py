@@ -15,7 +15,7 @@ import re
 import signal
 from typing import Any
 
-from phonehome.commands import Env, ExitStatus
+from phonehome.commands import Env, ExitStatus, add_engine
 from phonehome.errors import InputError
 
 HELP = "watch a phone live: a TLS-intercepting proxy (mitmproxy) that reports leaks as they happen"
@@ -61,12 +61,7 @@ def configure(a: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not verify servers' certificates (for testing against self-signed servers only)",
     )
-    a.add_argument(
-        "--engine",
-        choices=("auto", "hyperscan", "aho-corasick"),
-        default="auto",
-        help="matching engine (default: hyperscan where it loads)",
-    )
+    add_engine(a)
 
 
 def parse_listen(text: str | None, mode: str) -> tuple[str, int]:
