@@ -170,6 +170,33 @@ def test_stream_buffer_bound_gives_up_the_hole_with_a_notice() -> None:
     assert not any("held out of order" in n for n in unbounded)
 
 
+def test_bytes_held_across_all_flows_are_bounded_largest_holders_closed_first() -> None:
+    # 40 flows each send a request head whose body never finishes: each parser holds its body.
+    packets = []
+    for n, port in enumerate(range(40000, 40040)):
+        body = bytes([65 + n % 26]) * (2000 + 100 * n)
+        head = b"POST /u HTTP/1.1\r\nHost: a.example\r\nContent-Length: 99999\r\n\r\n"
+        packets.append((6, PHONE, SERVER, port, 80, SYN, 1, b""))
+        packets.append((6, PHONE, SERVER, port, 80, ACK | PSH, 2, head + body))
+    table = FlowTable("test", Limits(max_total_held=32 << 10))
+    events: list[Exchange | Notice] = []
+    most = 0
+    for t, p in enumerate(packets):
+        table.packet(float(t), *p)
+        events.extend(table.drain())
+        most = max(most, sum(f.consumer.held() for f in table._tcp.values() if f.consumer))
+    table.finish()
+    events.extend(table.drain())
+    closed = [e for e in events if isinstance(e, Notice) and "held across all TCP flows" in e.message]
+    assert closed, "the bound was never applied"
+    # Counted every limit/16 bytes taken in, so what is held overshoots by at most that plus one packet.
+    assert most <= (32 << 10) + (2 << 10) + 6100
+    # The flows closed early are the ones holding most, and every request is still reported.
+    ports = {int(c.flow.split(":")[1].split(">")[0]) for c in closed}
+    assert min(ports) >= 40010, sorted(ports)  # the small holders are left alone
+    assert len(_exchanges(events)) == 40
+
+
 def test_addresses_named_by_dns_are_bounded_oldest_forgotten() -> None:
     addresses = [bytes([93, 184, 0, n]) for n in range(1, 6)]
     answer = struct.pack("!HHHHHH", 7, 0x8180, 1, len(addresses), 0, 0)

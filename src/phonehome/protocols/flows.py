@@ -44,6 +44,9 @@ class Limits:
     max_flows: int = 65536
     idle_timeout: float = 900.0
     max_stream_buffer: int = 4 << 20
+    # Bytes held across all TCP flows (out of order, and in parsers: partial headers, bodies being
+    # read, TLS records); past it the flows holding most are closed early, with a warning.
+    max_total_held: int = 256 << 20
     max_names: int = 1 << 20  # addresses remembered from DNS answers
 
 
@@ -114,6 +117,10 @@ class _Consumer:
     def close(self) -> None:
         pass
 
+    def held(self) -> int:
+        """Bytes of the stream this consumer holds right now."""
+        return 0
+
 
 class _Http(_Consumer):
     def __init__(self, table: FlowTable, flow: _TcpFlow) -> None:
@@ -128,6 +135,9 @@ class _Http(_Consumer):
             return
         self.parser.receive_data(chunk)
         self._pump()
+
+    def held(self) -> int:
+        return self.parser.held + (self.tunnel.held() if self.tunnel is not None else 0)
 
     def gap(self, gap: Gap) -> None:
         if self.tunnel is not None:
@@ -215,6 +225,12 @@ class _Tls(_Consumer):
         if self.decryptor is not None:
             self.decryptor.receive_gap(tlsrecords.CLIENT, gap.length)
             self._pump()
+
+    def held(self) -> int:
+        held = len(self.head) + len(self.plain_head)
+        if self.decryptor is not None:
+            held += self.decryptor.held
+        return held + (self.inner.held() if self.inner is not None else 0)
 
     def reply(self, item: bytes | Gap) -> None:
         """The server's stream, until its ServerHello has been read."""
@@ -306,6 +322,9 @@ class _Http2(_Consumer):
         self.reader.receive_eof()
         self._pump()
 
+    def held(self) -> int:
+        return self.reader.held
+
     def _pump(self) -> None:
         for event in self.reader.events():
             if isinstance(event, http2.Request):
@@ -332,6 +351,9 @@ class _Raw(_Consumer):
     def close(self) -> None:
         self._emit()
 
+    def held(self) -> int:
+        return len(self.buf)
+
     def _emit(self) -> None:
         if not self.buf:
             return
@@ -353,6 +375,9 @@ class _DnsTcp(_Consumer):
 
     def gap(self, gap: Gap) -> None:
         self.buf = b""
+
+    def held(self) -> int:
+        return len(self.buf)
 
 
 class _Sniffing(_Consumer):
@@ -383,6 +408,9 @@ class _Sniffing(_Consumer):
     def close(self) -> None:
         if self.head:
             self._choose(self.head).close()
+
+    def held(self) -> int:
+        return len(self.head)
 
     def _choose(self, head: bytes) -> _Consumer:
         kind: Callable[[FlowTable, _TcpFlow], _Consumer]
@@ -422,6 +450,7 @@ class FlowTable:
         self._out: list[Exchange | Notice] = []
         self._now = 0.0
         self._count = 0
+        self._fed = 0  # TCP payload bytes taken in since the bytes held were last counted
         self.stats = {"packets": 0, "tcp_flows": 0, "udp_datagrams": 0, "evicted": 0, "encrypted_bytes": 0}
         # The capture reader's fast lane (sources.capture.Lane): each direction of every open IPv4
         # TCP flow -> (the flow, whether all its packets can be passed over). Packets from the
@@ -669,6 +698,14 @@ class FlowTable:
         else:
             self._tcp.move_to_end(key if from_client else (dst, dport, src, sport))
         flow.last = self._now
+        if payload and (from_client or flow.reply_reasm is not None):
+            # What flows hold can only have grown by what came in: count it now and then.
+            self._fed += len(payload)
+            if self._fed > self.limits.max_total_held >> 4:
+                self._fed = 0
+                self._bound_held()
+                if self._tcp.get(flow.key) is not flow:
+                    return  # this flow was one of those closed
         if from_client:
             if payload or flags & (SYN | FIN):
                 flow.reasm.add(seq, payload, syn=bool(flags & SYN), fin=bool(flags & FIN))
@@ -686,6 +723,33 @@ class FlowTable:
             to_server, to_client = flow.lane_keys
             self.lanes[to_server] = (flow, False)
             self.lanes[to_client] = (flow, flow.reply_reasm is None)
+
+    def _bound_held(self) -> None:
+        """Close the flows holding most, until all TCP flows together hold at most the limit."""
+        limit = self.limits.max_total_held
+        holding: list[tuple[int, tuple[bytes, int, bytes, int]]] = []
+        total = 0
+        for key, flow in self._tcp.items():
+            held = flow.reasm.buffered + (flow.consumer.held() if flow.consumer is not None else 0)
+            if flow.reply_reasm is not None:
+                held += flow.reply_reasm.buffered
+            if held:
+                holding.append((held, key))
+                total += held
+        if total <= limit:
+            return
+        holding.sort(reverse=True)
+        for held, key in holding:
+            flow = self._tcp.pop(key)
+            self.stats["evicted"] += 1
+            self.notice(
+                f"over {limit} bytes held across all TCP flows; this flow, holding {held}, closed early",
+                flow.label,
+            )
+            self._close(flow)
+            total -= held
+            if total <= limit:
+                break
 
     def pass_over(self, flow: _TcpFlow, time: float) -> bool:
         """A packet of ``flow`` the reader did not decode: what :meth:`packet` would have done with it.

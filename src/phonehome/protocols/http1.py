@@ -332,6 +332,12 @@ class RequestParser:
         self._eof = True
 
     @property
+    def held(self) -> int:
+        """Bytes of the stream the parser holds right now (buffer, body being read, tunnel head)."""
+        draft = self._draft
+        return len(self._buf) + (len(draft.body) if draft is not None else 0) + len(self._tunnel_head)
+
+    @property
     def tunnel_offset(self) -> int | None:
         """Where a CONNECT tunnel began in the stream (its bytes are not parsed), or None."""
         return self._tunnel_offset

@@ -139,6 +139,12 @@ class RequestReader:
         self._events: list[Request | ParseWarning] = []
         self._stopped = False
 
+    @property
+    def held(self) -> int:
+        """Bytes the reader holds right now: unparsed frames, header blocks and bodies being read."""
+        block = len(self._block[1]) if self._block is not None else 0
+        return len(self._buf) + block + sum(len(stream.body) for stream in self._streams.values())
+
     # ---- input ----
 
     def receive_data(self, data: bytes) -> None:

@@ -383,6 +383,11 @@ class TlsDecryptor:
             return self.suite.name
         return f"0x{self.suite_id:04x}" if self.suite_id is not None else None
 
+    @property
+    def held(self) -> int:
+        """Bytes held right now: partial records, handshake messages, records waiting for keys."""
+        return sum(len(d.buf) + len(d.handshake) + d.waiting_bytes for d in self._dirs)
+
     def problems(self) -> list[str]:
         """Why records could not be decrypted, one sentence per side and reason."""
         out = []
