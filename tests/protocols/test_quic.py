@@ -114,3 +114,10 @@ def test_http3_capture_names_its_server() -> None:
             if found:
                 names.add((found.version, found.hello.server_name, found.hello.alpn))
     assert names == {("QUIC v1", "www.google.com", ("h3",))}
+
+
+def test_crypto_data_past_the_client_hello_limit_is_an_input_error_not_silence() -> None:
+    far = b"\x06" + (0x80000000 | 65530).to_bytes(4, "big") + _varint(16) + bytes(16)
+    reader = InitialReader()
+    with pytest.raises(InputError, match="runs past the 65536 byte limit"):
+        reader.receive_datagram(initial(V1, 0, far))

@@ -190,7 +190,12 @@ class InitialReader:
         self._try_hello()
 
     def _crypto_data(self, offset: int, data: bytes) -> None:
-        if not data or offset + len(data) > _MAX_CRYPTO or offset in self._crypto:
+        if offset + len(data) > _MAX_CRYPTO:
+            raise InputError(
+                f"QUIC CRYPTO data at offset {offset} ({len(data)} bytes) runs past the {_MAX_CRYPTO} byte "
+                "limit of a ClientHello; this connection's name is not read"
+            )
+        if not data or offset in self._crypto:
             return
         if len(self._crypto) >= _MAX_PIECES:
             raise InputError(f"QUIC ClientHello in more than {_MAX_PIECES} CRYPTO pieces")
