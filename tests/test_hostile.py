@@ -224,8 +224,16 @@ def _busy_capture(path: Path, requests: int = 4000) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of ``pid`` and of its child processes (the workers of ``-j``)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a process that ended meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _interrupted_audit(profile: Path, tmp_path: Path, *options: str) -> tuple[int, str]:
@@ -263,9 +271,12 @@ NEEDS_PROC = pytest.mark.skipif(
 
 
 @NEEDS_PROC
-def test_sigterm_writes_the_findings_so_far_marked_incomplete(profile: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigterm_writes_the_findings_so_far_marked_incomplete(
+    profile: Path, tmp_path: Path, jobs: str
+) -> None:
     out = tmp_path / "findings.json"
-    status, stderr = _interrupted_audit(profile, tmp_path, "--format", "json", "-o", str(out))
+    status, stderr = _interrupted_audit(profile, tmp_path, "--format", "json", "-o", str(out), "-j", jobs)
     assert status == 130, stderr
     document = json.loads(out.read_text())
     assert document["incomplete"] is True

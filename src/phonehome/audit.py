@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from phonehome.attribute import Destination, Destinations
 from phonehome.detect.discover import Discoverer, Suspect
@@ -215,12 +217,38 @@ def _init_worker(
     _WORKER_KEYS[:] = [keys or KeyStore()]
 
 
-def _audit_one(path: str) -> tuple[str, InputSummary, list[Finding], list[Notice]]:
+def _follow_stop(stop: Any) -> None:
+    """In a worker: leave interrupts to the parent, and stop reading when it sets ``stop``.
+
+    Ctrl-C reaches every process of the terminal's group; a worker ignores it, and the parent,
+    which also handles SIGTERM, tells the workers through ``stop`` (a multiprocessing Event). A
+    thread turns that into this process's :data:`STOP`, which the read loop checks cheaply.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    STOP.clear()
+
+    def watch() -> None:
+        stop.wait()
+        STOP.set()
+
+    threading.Thread(target=watch, name="phonehome-stop", daemon=True).start()
+
+
+def _init_worker_following(stop: Any, *initargs: Any) -> None:
+    _follow_stop(stop)
+    _init_worker(*initargs)
+
+
+def _audit_one(path: str) -> tuple[str, InputSummary, list[Finding], list[Notice], bool]:
     summary = InputSummary(path=path, format=None, size=_size(path))
     findings: list[Finding] = []
     warnings: list[Notice] = []
-    audit_input(_WORKER[0], summary, findings, warnings, None, _WORKER_KEYS[0])
-    return _WORKER[0].detector.engine.name, summary, findings, warnings
+    interrupted = False
+    try:
+        audit_input(_WORKER[0], summary, findings, warnings, None, _WORKER_KEYS[0])
+    except KeyboardInterrupt:
+        interrupted = True  # what was read of this input is still returned
+    return _WORKER[0].detector.engine.name, summary, findings, warnings, interrupted
 
 
 def _audit_parallel(
@@ -237,24 +265,46 @@ def _audit_parallel(
     # thread, the auditor is built once here and the workers are forked with it (a large profile
     # costs seconds to load); otherwise they are spawned and each builds its own, so that no worker
     # inherits a lock another thread held at the fork.
+    #
+    # Interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the command), the parent
+    # cancels the inputs not started, tells the workers to stop at their next exchange, and keeps
+    # what every started input gave: the result is marked incomplete, as the serial one is.
     initargs = (profile, engine, policy, geoip, trackers, keys)
     workers = min(jobs, len(paths))
+    incomplete = False
+    done: list[tuple[str, InputSummary, list[Finding], list[Notice], bool]] = []
     try:
         if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+            context: multiprocessing.context.BaseContext = multiprocessing.get_context("fork")
+            stop = context.Event()
             _init_worker(*initargs)
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            pool = ProcessPoolExecutor(workers, context, initializer=_follow_stop, initargs=(stop,))
         else:
             context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=initargs)
+            stop = context.Event()
+            pool = ProcessPoolExecutor(
+                workers, context, initializer=_init_worker_following, initargs=(stop, *initargs)
+            )
         with pool:
-            done = list(pool.map(_audit_one, paths))
+            futures = [pool.submit(_audit_one, path) for path in paths]
+            try:
+                for future in futures:
+                    done.append(future.result())
+            except KeyboardInterrupt:
+                incomplete = True
+                stop.set()
+                for future in futures:
+                    future.cancel()
+                done = [f.result() for f in futures if not f.cancelled()]
     finally:
         _WORKER.clear()
         _WORKER_KEYS.clear()
-    result = AuditResult(profile=profile, engine=done[0][0], policy=policy)
-    for _engine, summary, findings, warnings in done:
+    result = AuditResult(profile=profile, engine=done[0][0] if done else engine, policy=policy)
+    result.incomplete = incomplete
+    for _engine, summary, findings, warnings, interrupted in done:
         result.inputs.append(summary)
         result.findings.extend(findings)
         result.warnings.extend(warnings)
+        result.incomplete |= interrupted
     result.verdict = sentence(result.findings, policy)
     return result
