@@ -7,6 +7,7 @@ import bz2
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Callable
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from factories import SAMPLES
 from phonehome.detect.forms import forms_of
 from phonehome.detect.matcher import hyperscan_available
-from phonehome.detect.scan import Detector, escape_bytes, evidence, wrap_chain
+from phonehome.detect.scan import Detector, digest_tokens, escape_bytes, evidence, wrap_chain
 from phonehome.profile import Identifier
 
 ENGINES = ["aho-corasick", *(["hyperscan"] if hyperscan_available() else [])]
@@ -255,3 +256,48 @@ def test_engines_agree_on_a_mixed_body() -> None:
         results.append(sorted((h.ident, h.form, h.encoding, h.evidence) for h in hits))
     assert all(r == results[0] for r in results)
     assert len(results[0]) == 4
+
+
+# The definition of a digest token, as two independent regular expressions: the one-pass scanner
+# in digest_tokens must find exactly what these find.
+_HEX_REFERENCE = re.compile(
+    rb"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9A-Za-z])"
+)
+_B64_REFERENCE = re.compile(
+    rb"(?<![A-Za-z0-9+/_-])(?:[A-Za-z0-9+/_-]{43}=?|[A-Za-z0-9+/_-]{27}=?|[A-Za-z0-9+/_-]{22}(?:==)?)"
+    rb"(?![A-Za-z0-9+/=_-])"
+)
+
+
+def _reference_tokens(data: bytes) -> set[tuple[int, int, bytes, bool]]:
+    out = {
+        (m.start(), m.end(), bytes.fromhex(m.group().decode()), False) for m in _HEX_REFERENCE.finditer(data)
+    }
+    for m in _B64_REFERENCE.finditer(data):
+        token = m.group().rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+        out.add((m.start(), m.end(), base64.urlsafe_b64decode(token + b"=="), True))
+    return out
+
+
+# Runs of hex and base64 characters of the lengths that matter, and every separator around them.
+_PIECES = st.one_of(
+    st.sampled_from([b"=", b"==", b"===", b"-", b"_", b"+", b"/", b"&", b" ", b"\x00", b"g", b"Z"]),
+    st.integers(20, 66).map(lambda n: (b"0123456789abcdef" * 5)[:n]),
+    st.integers(20, 66).map(
+        lambda n: (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")[:n]
+    ),
+    st.binary(max_size=4),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_PIECES, max_size=10).map(b"".join))
+def test_digest_tokens_are_what_the_reference_patterns_find(data: bytes) -> None:
+    assert set(digest_tokens(data)) == _reference_tokens(data)
+
+
+def test_digest_tokens_on_known_digests() -> None:
+    md5 = hashlib.md5(b"865123456789019").digest()
+    data = b"a=" + md5.hex().encode() + b"&b=" + base64.b64encode(md5) + b"&c=x" + md5.hex().encode()
+    found = digest_tokens(data)
+    assert [(raw, b64) for _s, _e, raw, b64 in found] == [(md5, False), (md5, True)]

@@ -8,7 +8,6 @@ lookup, and reports each identifier once per (part, encoding chain) with its evi
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,18 +24,20 @@ RECENT_PART_BYTES = 2048
 # Decoders that rewrite a view in place rather than extract new bytes from it.
 IN_PLACE = frozenset({"url", "json"})
 
-# Digests travel as hex (32/40/64 characters) or base64 (22-24/27-28/43-44 characters).
-_HEX_DIGEST = re.compile(
-    rb"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9A-Za-z])"
-)
-_B64_DIGEST = re.compile(
-    rb"(?<![A-Za-z0-9+/_-])(?:[A-Za-z0-9+/_-]{43}=?|[A-Za-z0-9+/_-]{27}=?|[A-Za-z0-9+/_-]{22}(?:==)?)"
-    rb"(?![A-Za-z0-9+/=_-])"
-)
-# The shortest digest token either pattern matches (base64 of 16 bytes, unpadded).
+# Digests travel as hex (32/40/64 characters) or base64 (22-24/27-28/43-44 characters). One pass
+# finds every run of base64 characters long enough to hold one, with its "=" padding; the run's
+# length says whether it is a base64 digest, and its pieces between "+/_-" whether they are hex.
+_TOKEN = re.compile(rb"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{22,}=*")
+_HEX_SPLIT = re.compile(rb"[+/_-]")
+_HEX_LENGTHS = frozenset({32, 40, 64})
+# Unpadded base64 length of a 16, 20 or 32 byte digest -> the padding it may carry.
+_B64_PADDING = {22: (0, 2), 27: (0, 1), 43: (0, 1)}
+_HEX_CHARS = b"0123456789abcdefABCDEF"
+# The shortest digest token (base64 of 16 bytes, unpadded).
 _SHORTEST_DIGEST = 22
 _DIGITS = frozenset(b"0123456789")
 _ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_B64_OR_PAD = _ALNUM | frozenset(b"+/_-=")
 
 
 # A matched pattern: length, edge classes before and after, bounded, (identifier, form, encoding)s.
@@ -192,19 +193,40 @@ class Detector:
         return hits
 
     def _scan_digests(self, data: bytes) -> list[tuple[int, int, int, str, str]]:
-        spans: list[tuple[int, int, int, str, str]] = []
-        if len(data) < _SHORTEST_DIGEST:
-            return spans
         lookup = self.needles.digest_entries
-        for m in _HEX_DIGEST.finditer(data):
-            for ident, form, encoding in lookup(bytes.fromhex(m.group().decode("ascii"))):
-                spans.append((ident, m.start(), m.end(), form, encoding))
-        for m in _B64_DIGEST.finditer(data):
-            token = m.group().rstrip(b"=")
-            try:
-                raw = base64.urlsafe_b64decode(token.replace(b"+", b"-").replace(b"/", b"_") + b"==")
-            except (binascii.Error, ValueError):
-                continue
-            for ident, form, encoding in lookup(raw):
-                spans.append((ident, m.start(), m.end(), form, f"base64({encoding})"))
-        return spans
+        return [
+            (ident, start, end, form, f"base64({encoding})" if b64 else encoding)
+            for start, end, raw, b64 in digest_tokens(data)
+            for ident, form, encoding in lookup(raw)
+        ]
+
+
+def digest_tokens(data: bytes) -> list[tuple[int, int, bytes, bool]]:
+    """Every token of ``data`` shaped like a digest: (start, end, the bytes it encodes, base64?).
+
+    Hex of 16, 20 or 32 bytes bounded by characters other than letters and digits; base64 (either
+    alphabet) of as many bytes, with or without its padding, bounded by characters outside base64.
+    """
+    tokens: list[tuple[int, int, bytes, bool]] = []
+    if len(data) < _SHORTEST_DIGEST:
+        return tokens
+    for m in _TOKEN.finditer(data):
+        start, end = m.span()
+        token = m.group()
+        run = token.rstrip(b"=")
+        pad = len(token) - len(run)
+        size = len(run)
+        if size >= 32:
+            # Hex: the pieces of the run between "+/_-" (a hex token stops at anything that is
+            # not a letter or digit).
+            pieces = _HEX_SPLIT.split(run) if _HEX_SPLIT.search(run) else [run]
+            at = start
+            for piece in pieces:
+                if len(piece) in _HEX_LENGTHS and not piece.translate(None, _HEX_CHARS):
+                    tokens.append((at, at + len(piece), bytes.fromhex(piece.decode("ascii")), False))
+                at += len(piece) + 1
+        # Base64: the whole run, with the padding its length allows and nothing glued after it.
+        if pad in _B64_PADDING.get(size, ()) and not (end < len(data) and data[end] in _B64_OR_PAD):
+            raw = base64.urlsafe_b64decode(run.replace(b"+", b"-").replace(b"/", b"_") + b"==")
+            tokens.append((start, end, raw, True))
+    return tokens
