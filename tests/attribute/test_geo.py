@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from phonehome.attribute.geo import Geo, cloud_ranges, cloud_regions, find_mmdb
+from phonehome.attribute.geo import Geo, _prefix, cloud_ranges, cloud_regions, find_mmdb
 from phonehome.errors import InputError
 
 MAXMIND = Path(__file__).parent / "data" / "maxmind"
@@ -133,3 +133,27 @@ def test_mmdb_files_are_found_in_the_usual_places(tmp_path: Path) -> None:
     shutil.copy(TEST_DB, share / "GeoLite2-City.mmdb")
     shutil.copy(TEST_DB, share / "GeoLite2-Country.mmdb")
     assert find_mmdb([str(share), str(local)]) == str(share / "GeoLite2-Country.mmdb")
+
+
+@pytest.mark.parametrize(
+    "cidr",
+    [
+        "1.178.1.0/24",
+        "0.0.0.0/0",
+        "203.0.113.7/32",
+        "203.0.113.77/26",
+        "2600:1f18::/36",
+        "::/0",
+        "2001:db8::1/128",
+    ],
+)
+def test_cloud_prefix_parsing_agrees_with_ipaddress(cidr: str) -> None:
+    net = ipaddress.ip_network(cidr, strict=False)
+    bits = int(net.network_address) >> (net.max_prefixlen - net.prefixlen)
+    assert _prefix(cidr) == (net.version, net.prefixlen, bits)
+
+
+@pytest.mark.parametrize("cidr", ["1.2.3.0/33", "2001:db8::/129", "1.2.3/24", "1.2.3.4/-1"])
+def test_cloud_prefix_parsing_rejects_what_is_not_a_prefix(cidr: str) -> None:
+    with pytest.raises((ValueError, OSError)):
+        _prefix(cidr)

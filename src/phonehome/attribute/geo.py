@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import glob
 import ipaddress
+import socket
 import os
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
@@ -132,20 +133,19 @@ class CloudRanges:
         # (version, prefix length) → {leading bits: value index}; regional and region-less apart.
         self._regional: dict[tuple[int, int], dict[int, int]] = {}
         self._any: dict[tuple[int, int], dict[int, int]] = {}
+        providers = self.providers
         for r in db.ranges:
-            if r.provider not in self.providers:
+            if r.provider not in providers:
                 continue
-            net = ipaddress.ip_network(r.cidr, strict=False)
             value = (r.provider, r.region or None)
-            if value not in index:
-                index[value] = len(self._values)
+            at = index.get(value)
+            if at is None:
+                at = index[value] = len(self._values)
                 self._values.append(value)
-            key = (net.version, net.prefixlen)
-            bits = int(net.network_address) >> (net.max_prefixlen - net.prefixlen)
+            version, length, bits = _prefix(r.cidr)
             table = self._regional if r.region else self._any
-            table.setdefault(key, {}).setdefault(bits, index[value])
-            if r.region:
-                self.regions.add((r.provider, r.region))
+            table.setdefault((version, length), {}).setdefault(bits, at)
+        self.regions.update((provider, region) for provider, region in index if region is not None)
         self._lengths = {
             v: sorted({k[1] for k in (*self._regional, *self._any) if k[0] == v}, reverse=True)
             for v in (4, 6)
@@ -181,6 +181,22 @@ class CloudRanges:
         country = p.regions.get(region) if region else None
         source = f"{p.source} {self.date}" + (f" {region}" if region else "")
         return CloudRange(provider, p.owner, p.role, region, country, source)
+
+
+def _prefix(cidr: str) -> tuple[int, int, int]:
+    """``"192.0.2.0/24"`` → (IP version, prefix length, the network's leading bits); host bits dropped.
+
+    130,000 ranges are read on every run: parsed here without building ``ipaddress`` objects.
+    """
+    address, _, length_text = cidr.partition("/")
+    if ":" in address:
+        version, family, width = 6, socket.AF_INET6, 128
+    else:
+        version, family, width = 4, socket.AF_INET, 32
+    length = int(length_text) if length_text else width
+    if not 0 <= length <= width:
+        raise ValueError(f"bad prefix length in {cidr!r}")
+    return version, length, int.from_bytes(socket.inet_pton(family, address), "big") >> (width - length)
 
 
 @cache
