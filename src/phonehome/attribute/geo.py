@@ -24,8 +24,8 @@ from __future__ import annotations
 import datetime
 import glob
 import ipaddress
-import socket
 import os
+import socket
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass

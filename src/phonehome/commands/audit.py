@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from phonehome.commands import Env, ExitStatus, add_engine, processes, write_output
 from phonehome.errors import InputError
+
+if TYPE_CHECKING:
+    from phonehome.audit import AuditResult
 
 HELP = "find the declared identifiers in captured traffic"
 
@@ -110,13 +112,14 @@ def sigterm_interrupts() -> Iterator[None]:
         STOP.clear()
 
 
-def _dump_json(path: str, document: dict[str, Any]) -> None:
+def _dump_json(path: str, result: AuditResult) -> None:
     """The JSON report written as it is encoded (the same text as ``json_report.render``), so a
     large audit's report never sits whole in memory, nor the millions of pieces it is made of."""
+    from phonehome.report import json_report
+
     try:
         with open(path, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2, ensure_ascii=True)
-            fh.write("\n")
+            fh.writelines(json_report.lines(result))
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror or exc}", source=path) from None
 
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
             env.stderr.write(f"phonehome: stored as run:{run_id} in {text.safe(store.name)}\n")
     if args.format == "json":
         if args.output:
-            _dump_json(args.output, json_report.document(result))
+            _dump_json(args.output, result)
         else:
             write_output(args.output, json_report.render(result), env)
     elif args.format == "html":

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import fields
 from typing import Any
 
 from phonehome import __version__
@@ -14,10 +15,13 @@ from phonehome.model import Finding
 SCHEMA = "phonehome/findings/1"
 
 
+_FINDING_FIELDS = tuple(f.name for f in fields(Finding) if f.name != "extra")
+
+
 def finding_dict(finding: Finding) -> dict[str, Any]:
-    data = asdict(finding)
-    if not data.get("extra"):  # e.g. a location finding's precision_m and distance_m
-        data.pop("extra", None)
+    data = {name: getattr(finding, name) for name in _FINDING_FIELDS}
+    if finding.extra:  # e.g. a location finding's precision_m and distance_m
+        data["extra"] = dict(finding.extra)
     return data
 
 
@@ -34,7 +38,9 @@ def suspect_dict(suspect: Suspect) -> dict[str, Any]:
     }
 
 
-def document(result: AuditResult) -> dict[str, Any]:
+def document(result: AuditResult, *, lazy: bool = False) -> dict[str, Any]:
+    """The findings document; with ``lazy``, its findings are a generator of dicts, not a list."""
+    findings = (finding_dict(f) for f in result.findings)
     return {
         "schema": SCHEMA,
         "tool": {"name": "phonehome", "version": __version__, "engine": result.engine},
@@ -51,7 +57,7 @@ def document(result: AuditResult) -> dict[str, Any]:
             {"path": i.path, "format": i.format, "bytes": i.size, "exchanges": i.exchanges, "error": i.error}
             for i in result.inputs
         ],
-        "findings": [finding_dict(f) for f in result.findings],
+        "findings": findings if lazy else list(findings),
         # Only with --discover: values that look like identifiers the profile does not declare.
         **({"suspected": [suspect_dict(s) for s in result.suspected]} if result.suspected else {}),
         "warnings": [
@@ -61,5 +67,30 @@ def document(result: AuditResult) -> dict[str, Any]:
     }
 
 
+# Without indentation the standard library encodes in C; the layout is added around it.
+_COMPACT = json.JSONEncoder(ensure_ascii=True, separators=(", ", ": "))
+
+
+def lines(result: AuditResult) -> Iterator[str]:
+    """The document as JSON text, piece by piece: one top-level key per line, one line per item
+    of a list (finding, warning, input). Each finding is encoded as it is reached, so a large
+    audit's document never sits whole in memory."""
+    doc = document(result, lazy=True)
+    yield "{\n"
+    last = len(doc) - 1
+    for i, (key, value) in enumerate(doc.items()):
+        comma = "," if i < last else ""
+        if isinstance(value, (list, Iterator)):
+            yield f"  {_COMPACT.encode(key)}: ["
+            first = True
+            for item in value:
+                yield ("\n    " if first else ",\n    ") + _COMPACT.encode(item)
+                first = False
+            yield f"{'' if first else chr(10) + '  '}]{comma}\n"
+        else:
+            yield f"  {_COMPACT.encode(key)}: {_COMPACT.encode(value)}{comma}\n"
+    yield "}\n"
+
+
 def render(result: AuditResult) -> str:
-    return json.dumps(document(result), indent=2, ensure_ascii=True) + "\n"
+    return "".join(lines(result))
