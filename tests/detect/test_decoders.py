@@ -50,3 +50,26 @@ def test_plain_text_at_the_depth_gives_no_warning() -> None:
     budget = Budget()
     list(peel(data, budget))
     assert budget.warnings is None
+
+
+def _hex_views(data: bytes) -> list[bytes]:
+    return [view for chain, view in peel(data, Budget()) if chain == ("hex",)]
+
+
+def test_hex_tokens_are_whole_even_runs_of_hex_digits() -> None:
+    value = b"imei=" + IMEI
+    token = value.hex().encode()  # 40 hex digits, some of them letters
+    assert _hex_views(b"x=" + token + b"&y") == [value]
+    # Odd runs, and runs glued to more hex digits, are not tokens of their own.
+    assert _hex_views(b"x=" + token + b"a&y") == []
+    assert _hex_views(b"x=a" + token + b"&y") == []
+    assert _hex_views(b"x=" + token + b"g") == [value]  # "g" is not a hex digit
+    assert _hex_views(b"1234567890123456") == []  # digits only: a number, not hex
+
+
+def test_hex_tokens_past_the_limit_warn() -> None:
+    budget = Budget()
+    data = b" ".join([(b"imei=" + IMEI).hex().encode()] * 70)
+    views = [view for chain, view in peel(data, budget) if chain == ("hex",)]
+    assert len(views) == 64
+    assert "more than 64 hex tokens in one part; the rest not decoded" in (budget.warnings or [])

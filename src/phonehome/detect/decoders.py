@@ -46,7 +46,8 @@ _JSON_ESCAPE = re.compile(rb"\\u[0-9A-Fa-f]{4}|\\[/\"\\bfnrt]")
 _B64_TOKEN = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64)
 _B64_TOKEN_NESTED = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64_NESTED)
 _B64_WHOLE = re.compile(rb"[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64)
-_HEX_TOKEN = re.compile(rb"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){%d,}(?![0-9A-Fa-f])" % (MIN_HEX // 2))
+# A maximal run of hex digits (the match is greedy from the run's start); of even length, it is a token.
+_HEX_RUN = re.compile(rb"(?<![0-9A-Fa-f])[0-9A-Fa-f]{%d,}" % MIN_HEX)
 _JSON_SIMPLE = {
     b"/": b"/",
     b'"': b'"',
@@ -106,11 +107,15 @@ def _base64(data: bytes, budget: Budget, depth: int) -> Iterator[tuple[str, byte
 def _hex(data: bytes, budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
     if len(data) < MIN_HEX:
         return  # too short to hold a token
-    for count, m in enumerate(_HEX_TOKEN.finditer(data)):
+    count = 0
+    for m in _HEX_RUN.finditer(data):
+        token = m.group()
+        if len(token) % 2:
+            continue  # an odd run of hex digits is not bytes
         if count >= MAX_TOKENS:
             budget.warn(f"more than {MAX_TOKENS} hex tokens in one part; the rest not decoded")
             return
-        token = m.group()
+        count += 1
         if token.isdigit():
             continue
         yield "hex", bytes.fromhex(token.decode("ascii"))
