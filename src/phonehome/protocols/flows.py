@@ -20,6 +20,7 @@ import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from phonehome.errors import InputError
 from phonehome.model import WHERE_DNS, WHERE_RAW, WHERE_SNI, Exchange, Notice, Part
@@ -50,6 +51,7 @@ class Limits:
     max_names: int = 1 << 20  # addresses remembered from DNS answers
 
 
+@lru_cache(maxsize=1 << 16)  # a capture talks to few addresses, many times each
 def ip_text(packed: bytes) -> str:
     return str(ipaddress.ip_address(packed))
 
