@@ -766,3 +766,58 @@ def test_fifty_thousand_contacts_load(tmp_path: Path, form: str) -> None:
     assert len(profile.identifiers) == 3 * count
     phones = {i.value for i in profile.identifiers if i.label == "contact.phone"}
     assert len(phones) == count and {"+919800000000", "+919800049999"} <= phones
+
+
+# --- the parsed-profile cache ----------------------------------------------------------------------------
+
+
+def _large_profile(tmp_path: Path, contacts_file: str | None = None) -> Path:
+    """A profile over the size that is cached: 2,000 contacts."""
+    lines = ['[device]\nname = "big"\nregion = "IN"\n']
+    if contacts_file:
+        lines.append(f'contacts_file = "{contacts_file}"\n')
+    lines.append('[identifiers]\nimei = "865123456789019"\n[location]\nlatitude = 28.6\nlongitude = 77.2\n')
+    for i in range(2000):
+        lines.append(f'[[contacts]]\nname = "Person {i}"\nphone = "+9198{i:08d}"\n')
+        lines.append(f'email = "p{i}@example.org"\n')
+    path = tmp_path / "big.toml"
+    path.write_text("".join(lines))
+    assert path.stat().st_size >= 64 << 10
+    return path
+
+
+def test_a_large_profile_is_cached_and_the_cached_copy_is_the_same(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    path = _large_profile(tmp_path)
+    first = load_profile(path, cache_dir=cache)
+    (entry,) = cache.glob("profile-*.json")
+    second = load_profile(path, cache_dir=cache)
+    assert second == first and len(first.identifiers) > 4000 and first.places
+    # It really was read from the cache: a cache entry altered in place is what comes back.
+    entry.write_text(entry.read_text().replace('"big"', '"from the cache"'))
+    assert load_profile(path, cache_dir=cache).name == "from the cache"
+
+
+def test_an_edited_profile_or_contacts_file_is_parsed_again(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    vcf = tmp_path / "c.vcf"
+    vcf.write_text("BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ravi\r\nTEL:+91 98111 22233\r\nEND:VCARD\r\n")
+    path = _large_profile(tmp_path, "c.vcf")
+    first = load_profile(path, cache_dir=cache)
+    assert any(i.value == "+919811122233" for i in first.identifiers)
+    vcf.write_text("BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ravi\r\nTEL:+91 98111 22244\r\nEND:VCARD\r\n")
+    second = load_profile(path, cache_dir=cache)
+    assert any(i.value == "+919811122244" for i in second.identifiers)
+    assert not any(i.value == "+919811122233" for i in second.identifiers)
+    path.write_text(path.read_text().replace('name = "big"', 'name = "edited"'))
+    assert load_profile(path, cache_dir=cache).name == "edited"
+
+
+def test_a_broken_cache_entry_is_ignored(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    path = _large_profile(tmp_path)
+    first = load_profile(path, cache_dir=cache)
+    for garbage in ("", "{", '{"name": 1}', '{"files": [], "identifiers": [[1]], "places": []}', "\x00\xff"):
+        for entry in cache.glob("profile-*.json"):
+            entry.write_text(garbage, encoding="latin-1")
+        assert load_profile(path, cache_dir=cache) == first

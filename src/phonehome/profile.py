@@ -15,7 +15,10 @@ string. :func:`parse_profile` is the sans-I/O core; :func:`load_profile` reads t
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
+import os
 import quopri
 import re
 import tomllib
@@ -815,6 +818,8 @@ class _Builder:
         self.identifiers: dict[Identifier, None] = {}
         self._lines: dict[str, int] | None = None
         self._phones: dict[tuple[str, str | None], tuple[str, str | None] | str] = {}
+        # Files the profile read besides itself (a contacts file): path and SHA-256 of the bytes.
+        self.files: list[tuple[str, str]] = []
 
     def error(self, message: str, place: _Place) -> InputError:
         source, line, key = place
@@ -924,6 +929,11 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Profi
 
     A ``contacts_file`` is read relative to ``base_dir`` (the current directory when None).
     """
+    return _parse_profile(text, source, base_dir)[0]
+
+
+def _parse_profile(text: str, source: str, base_dir: Path | None) -> tuple[Profile, list[tuple[str, str]]]:
+    """The profile, and the other files it read (path, SHA-256)."""
     data = _parse_toml(text, source)
     builder = _Builder(text, source)
     for key, value in data.items():
@@ -983,13 +993,14 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Profi
     if "contacts_file" in strings:
         _contacts_file(builder, strings["contacts_file"], base_dir)
 
-    return Profile(
+    profile = Profile(
         name=name,
         source=source,
         region=builder.region,
         identifiers=tuple(builder.identifiers),
         places=places,
     )
+    return profile, builder.files
 
 
 def _places(builder: _Builder, table: object) -> tuple[Place, ...]:
@@ -1090,6 +1101,7 @@ def _contacts_file(builder: _Builder, name: str, base_dir: Path | None) -> None:
             f"cannot read contacts file {str(path)!r}: {reason}", (None, None, "device.contacts_file")
         ) from None
     source = str(path)
+    builder.files.append((os.path.abspath(path), hashlib.sha256(data).hexdigest()))
     text = _decode_export(data, source)
     contacts = _vcard_contacts(text) if _is_vcard(text) else _csv_contacts(text, source)
     if not contacts:
@@ -1106,16 +1118,85 @@ def _contacts_file(builder: _Builder, name: str, base_dir: Path | None) -> None:
             builder.add("contact.email", "email", "contacts", raw, (source, line, key), owner)
 
 
-def load_profile(path: str | Path) -> Profile:
-    """Read and parse the profile at ``path``; a contacts file is read relative to its folder."""
+def load_profile(path: str | Path, cache_dir: Path | None = None) -> Profile:
+    """Read and parse the profile at ``path``; a contacts file is read relative to its folder.
+
+    A large profile (tens of thousands of contacts) costs seconds to parse and normalise, so the
+    result is kept in the user's cache folder, keyed by the profile's bytes, its path and the code
+    that reads it, with the SHA-256 of every file it read besides; a cached profile whose files
+    changed, or that cannot be read, is parsed again.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read profile: {exc.strerror or exc}", source=str(path)) from None
+    cached = _cache_file(data, str(path), cache_dir) if len(data) >= _CACHE_MIN_BYTES else None
+    if cached is not None:
+        profile = _load_cached(cached)
+        if profile is not None:
+            return profile
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise InputError("profile is not UTF-8 text", source=str(path), line=line, offset=exc.start) from None
-    return parse_profile(text, str(path), path.parent)
+    profile, files = _parse_profile(text, str(path), path.parent)
+    if cached is not None:
+        _save_cached(cached, profile, files)
+    return profile
+
+
+# Below this size a profile parses in milliseconds: not worth a cache file.
+_CACHE_MIN_BYTES = 64 << 10
+_CACHE_FORMAT = 1
+
+
+def _cache_file(data: bytes, source: str, cache_dir: Path | None) -> Path | None:
+    from phonehome.detect.matcher import default_cache_dir
+
+    directory = cache_dir or default_cache_dir()
+    if directory is None:
+        return None
+    digest = hashlib.sha256(f"{_CACHE_FORMAT}\0{source}\0".encode())
+    digest.update(Path(__file__).read_bytes())
+    digest.update(str(getattr(phonenumbers, "__version__", "")).encode() + b"\0")
+    digest.update(data)
+    return directory / f"profile-{digest.hexdigest()[:32]}.json"
+
+
+def _load_cached(path: Path) -> Profile | None:
+    try:
+        doc = json.loads(path.read_bytes())
+        for dep, sha in doc["files"]:
+            if hashlib.sha256(Path(dep).read_bytes()).hexdigest() != sha:
+                return None
+        return Profile(
+            name=doc["name"],
+            source=doc["source"],
+            region=doc["region"],
+            identifiers=tuple(Identifier(*row) for row in doc["identifiers"]),
+            places=tuple(Place(*row) for row in doc["places"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, unreadable or from elsewhere: parse the profile again
+
+
+def _save_cached(path: Path, profile: Profile, files: list[tuple[str, str]]) -> None:
+    doc = {
+        "name": profile.name,
+        "source": profile.source,
+        "region": profile.region,
+        "identifiers": [
+            [i.label, i.kind, i.category, i.value, i.owner, i.region] for i in profile.identifiers
+        ],
+        "places": [[p.name, p.latitude, p.longitude, p.radius_m] for p in profile.places],
+        "files": files,
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, ensure_ascii=True), encoding="ascii")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache folder: the profile is parsed each time
