@@ -306,3 +306,17 @@ def test_keylog_decrypts_and_findings_say_tls(tmp_path: Path) -> None:
     assert finding["encrypted"] is True
     assert finding["tls_version"] == "TLS 1.2"
     assert finding["tls_cipher"] == "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"
+
+
+def test_the_collector_is_set_aside_during_an_audit_and_restored_after() -> None:
+    import gc
+
+    from phonehome.commands.audit import few_collections
+
+    before = gc.get_threshold()
+    kept = [object() for _ in range(10)]  # noqa: F841 - alive while frozen
+    with few_collections():
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == 100_000
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -112,6 +113,25 @@ def sigterm_interrupts() -> Iterator[None]:
         STOP.clear()
 
 
+@contextmanager
+def few_collections() -> Iterator[None]:
+    """Keep the cyclic garbage collector out of a long audit's way.
+
+    An audit makes millions of short-lived objects and keeps few; each collection of the oldest
+    generation would walk every object alive, the profile's hundreds of thousands included. The
+    objects alive now (the profile) are set aside from collection (``gc.freeze``), and the youngest
+    generation is collected every 100,000 allocations instead of 700. Undone on the way out.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 def _dump_json(path: str, result: AuditResult) -> None:
     """The JSON report written as it is encoded (the same text as ``json_report.render``), so a
     large audit's report never sits whole in memory, nor the millions of pieces it is made of."""
@@ -163,7 +183,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     started = now()
     show = env.progress if env.progress is not None else env.stderr.isatty()
     progress, factory = progress_factory(env, show and not args.no_progress)
-    with sigterm_interrupts():
+    with sigterm_interrupts(), few_collections():
         if progress is not None:
             with progress:
                 result = audit(
