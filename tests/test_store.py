@@ -184,12 +184,16 @@ def test_an_interrupted_audit_stores_nothing(db: str, demo: tuple[Path, Path], t
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)
 
+    # Python's own Ctrl-C handler, whatever this process inherited: a shell starts background jobs
+    # with SIGINT ignored, and an ignored signal would leave the reader waiting on the pipe.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=writer)
     thread.start()
     try:
         status, out, err = run("audit", str(fifo), "--device", str(profile), "--store", db)
     finally:
         thread.join()
+        signal.signal(signal.SIGINT, previous)
     assert status == ExitStatus.INTERRUPTED and "interrupted" in err and "INCOMPLETE" in out
     status, out, _ = run("history", "--store", db, "--format", "json")
     assert status == 0 and json.loads(out)["runs"] == []
