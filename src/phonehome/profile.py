@@ -30,6 +30,7 @@ from typing import Any
 
 import phonenumbers
 
+from phonehome.cache import cache_folder, save_entry
 from phonehome.errors import InputError
 
 __all__ = [
@@ -1153,9 +1154,7 @@ _CACHE_FORMAT = 1
 
 
 def _cache_file(data: bytes, source: str, cache_dir: Path | None) -> Path | None:
-    from phonehome.detect.matcher import default_cache_dir
-
-    directory = cache_dir or default_cache_dir()
+    directory = cache_folder(cache_dir)
     if directory is None:
         return None
     digest = hashlib.sha256(f"{_CACHE_FORMAT}\0{source}\0".encode())
@@ -1193,10 +1192,4 @@ def _save_cached(path: Path, profile: Profile, files: list[tuple[str, str]]) -> 
         "places": [[p.name, p.latitude, p.longitude, p.radius_m] for p in profile.places],
         "files": files,
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, ensure_ascii=True), encoding="ascii")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache folder: the profile is parsed each time
+    save_entry(path, json.dumps(doc, ensure_ascii=True).encode("ascii"))

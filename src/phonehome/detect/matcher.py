@@ -9,11 +9,12 @@ overlapping ones included, so callers never depend on which engine ran.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from phonehome.cache import cache_folder, save_entry
 
 
 class Engine(Protocol):
@@ -117,13 +118,7 @@ class Hyperscan:
                 literal=True,
             )
             if path is not None and len(patterns) >= CACHE_MIN_PATTERNS:
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_bytes(hyperscan.dumpb(self._db))
-                    os.replace(tmp, path)
-                except OSError:
-                    pass
+                save_entry(path, hyperscan.dumpb(self._db))
 
     def scan(self, data: bytes) -> list[tuple[int, int]]:
         if not data:
@@ -146,15 +141,8 @@ class Hyperscan:
 CACHE_MIN_PATTERNS = 5000
 
 
-def default_cache_dir() -> Path | None:
-    if os.environ.get("PHONEHOME_NO_CACHE"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "phonehome"
-
-
 def _cache_path(patterns: Sequence[bytes], cache_dir: Path | None) -> Path | None:
-    directory = cache_dir or default_cache_dir()
+    directory = cache_folder(cache_dir)
     if directory is None:
         return None
     digest = hashlib.sha256()
