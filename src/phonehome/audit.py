@@ -274,14 +274,13 @@ def _audit_parallel(
     incomplete = False
     done: list[tuple[str, InputSummary, list[Finding], list[Notice], bool]] = []
     try:
-        if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
-            context: multiprocessing.context.BaseContext = multiprocessing.get_context("fork")
-            stop = context.Event()
+        forking = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if forking else "spawn")
+        stop = context.Event()
+        if forking:
             _init_worker(*initargs)
             pool = ProcessPoolExecutor(workers, context, initializer=_follow_stop, initargs=(stop,))
         else:
-            context = multiprocessing.get_context("spawn")
-            stop = context.Event()
             pool = ProcessPoolExecutor(
                 workers, context, initializer=_init_worker_following, initargs=(stop, *initargs)
             )
