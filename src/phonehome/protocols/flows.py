@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,6 +37,8 @@ SERVER_PORTS = frozenset({53, 80, 443, 853, 5222, 5228, 8000, 8080, 8088, 8443, 
 QUIC_PORTS = frozenset({443, 80})
 RAW_CHUNK = 64 << 10
 RAW_OVERLAP = 256
+# How a notice names the protocol of the request it is about.
+_HTTP_WORD = {"http": "HTTP", "http2": "HTTP/2"}
 MAX_TUNNELS = 16  # CONNECT inside CONNECT: a proxy chain is a few deep
 
 
@@ -516,10 +518,7 @@ class FlowTable:
     def http_request(
         self, flow: _TcpFlow, request: http1.Request, tls_context: TlsContext | None = None
     ) -> None:
-        host: str | None = http1.host_of(request)
-        name_source: str | None = "http"
-        if not host:
-            host, name_source = self._name_of(ip_text(flow.server[0]))
+        host, name_source = self._request_host(flow, http1.host_of(request))
         target = request.target
         if target.startswith((b"http://", b"https://")):
             url = target.decode("latin-1")
@@ -533,29 +532,13 @@ class FlowTable:
                 f"?{query.decode('latin-1')}" if query else ""
             )
         parts = request_parts(target, request.headers, request.body)
-        self._exchange(
-            flow.label,
-            "tcp",
-            "http",
-            flow.client,
-            flow.server,
-            parts,
-            host=host,
-            url=url,
-            method=request.method,
-            name_source=name_source,
-            tls_context=tls_context,
+        self._request(
+            flow, "http", parts, host, url, request.method, name_source, tls_context, request.warnings
         )
-        for warning in request.warnings:
-            self.notice(f"HTTP {request.method} {url}: {warning}", flow.label)
 
     def http2_request(self, flow: _TcpFlow, request: http2.Request, tls_context: TlsContext | None) -> None:
-        authority = request.authority
-        host = request.host
-        name_source: str | None = "http"
-        if not host:
-            host, name_source = self._name_of(ip_text(flow.server[0]))
-        authority = authority or host or ip_text(flow.server[0])
+        host, name_source = self._request_host(flow, request.host)
+        authority = request.authority or host or ip_text(flow.server[0])
         url = f"{request.scheme}://{authority}{request.path.decode('latin-1')}"
         # The same parts as an HTTP/1 request: :path gives path and query, :authority is Host
         # (RFC 9113 §8.3.1), and the other pseudo-headers say nothing about the user.
@@ -565,21 +548,45 @@ class FlowTable:
             if not name.startswith(b":") or name == b":authority"
         ]
         parts = request_parts(request.path, headers, request.body)
+        self._request(
+            flow, "http2", parts, host, url, request.method, name_source, tls_context, request.warnings
+        )
+
+    def _request_host(self, flow: _TcpFlow, host: str | None) -> tuple[str | None, str | None]:
+        """The host a request named, else the name the phone used for its server (DNS, SNI)."""
+        if host:
+            return host, "http"
+        return self._name_of(ip_text(flow.server[0]))
+
+    def _request(
+        self,
+        flow: _TcpFlow,
+        protocol: str,
+        parts: tuple[Part, ...],
+        host: str | None,
+        url: str,
+        method: str,
+        name_source: str | None,
+        tls_context: TlsContext | None,
+        warnings: Sequence[str],
+    ) -> None:
+        """An HTTP request as an exchange, and its parser's warnings as notices naming it."""
         self._exchange(
             flow.label,
             "tcp",
-            "http2",
+            protocol,
             flow.client,
             flow.server,
             parts,
             host=host,
             url=url,
-            method=request.method,
+            method=method,
             name_source=name_source,
             tls_context=tls_context,
         )
-        for warning in request.warnings:
-            self.notice(f"HTTP/2 {request.method} {url}: {warning}", flow.label)
+        word = _HTTP_WORD[protocol]
+        for warning in warnings:
+            self.notice(f"{word} {method} {url}: {warning}", flow.label)
 
     def client_hello(self, flow: _TcpFlow, hello: tls.ClientHello) -> None:
         parts = (Part(WHERE_SNI, hello.server_name.encode()),) if hello.server_name else ()
