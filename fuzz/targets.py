@@ -132,22 +132,13 @@ def fuzz_capture(data: bytes) -> None:
 def fuzz_flows(data: bytes) -> None:
     """The whole packet path: capture reader, TCP reassembly, every protocol reader, exchanges."""
     from phonehome.protocols.flows import FlowTable, Limits
+    from phonehome.sources import feed_packet
     from phonehome.sources.capture import Packet
 
     table = FlowTable("fuzz", Limits(max_flows=64, max_stream_buffer=64 << 10))
     for event in _capture_events(data):
         if isinstance(event, Packet):
-            table.packet(
-                event.time,
-                event.proto,
-                event.src,
-                event.dst,
-                event.sport,
-                event.dport,
-                event.flags,
-                event.seq,
-                event.payload,
-            )
+            feed_packet(table, event)
             table.drain()
     table.finish()
     table.drain()

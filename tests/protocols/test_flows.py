@@ -228,23 +228,14 @@ def _pcap_file(path, packets: list[tuple], times: list[float]) -> None:  # type:
 
 
 def _without_lane(path: str) -> list[Exchange | Notice]:
+    from phonehome.sources import feed_packet
     from phonehome.sources.capture import Packet, read_capture
 
     table = FlowTable(path, Limits())
     events: list[Exchange | Notice] = []
     for event in read_capture(path):
         if isinstance(event, Packet):
-            table.packet(
-                event.time,
-                event.proto,
-                event.src,
-                event.dst,
-                event.sport,
-                event.dport,
-                event.flags,
-                event.seq,
-                event.payload,
-            )
+            feed_packet(table, event)
         elif isinstance(event, Notice):
             events.append(event)
         events.extend(table.drain())

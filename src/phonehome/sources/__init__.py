@@ -39,6 +39,21 @@ def _secrets_notices(path: str, event: capture.Secrets, keys: KeyStore) -> Itera
         yield Notice(path, f"TLS key log in a secrets block: {more} more bad lines skipped", event.offset)
 
 
+def feed_packet(table: FlowTable, event: capture.Packet) -> None:
+    """One decoded packet of a capture into the flow table."""
+    table.packet(
+        event.time,
+        event.proto,
+        event.src,
+        event.dst,
+        event.sport,
+        event.dport,
+        event.flags,
+        event.seq,
+        event.payload,
+    )
+
+
 def read_packets(
     path: str, progress: Progress | None = None, keys: KeyStore | None = None
 ) -> Iterator[Exchange | Notice]:
@@ -53,17 +68,7 @@ def read_packets(
     # the server's, and bare ACKs) are passed over undecoded, no Packet built for them.
     for event in capture.read_capture(path, lane=table):
         if isinstance(event, capture.Packet):
-            table.packet(
-                event.time,
-                event.proto,
-                event.src,
-                event.dst,
-                event.sport,
-                event.dport,
-                event.flags,
-                event.seq,
-                event.payload,
-            )
+            feed_packet(table, event)
             count += 1
             if progress is not None and count & 0x3FF == 0:
                 progress(event.offset)
