@@ -144,6 +144,54 @@ def fuzz_flows(data: bytes) -> None:
     table.drain()
 
 
+def _lane_outputs(data: bytes) -> list[object]:
+    """What a flow table makes of a capture read through its fast lane (see sources.capture.Lane)."""
+    from phonehome.protocols.flows import FlowTable, Limits
+    from phonehome.sources import feed_packet
+    from phonehome.sources.capture import CaptureReader, Flush, Packet
+
+    table = FlowTable("fuzz", Limits(max_flows=64, max_stream_buffer=64 << 10))
+    reader = CaptureReader("fuzz", table)
+    out: list[object] = []
+
+    def drain() -> None:
+        for event in reader.events():
+            if isinstance(event, Packet):
+                feed_packet(table, event)
+            elif not isinstance(event, Flush):
+                out.append(event)
+            out.extend(table.drain())
+
+    try:
+        for chunk in _chunks(data):
+            reader.feed(chunk)
+            drain()
+        reader.close()
+        drain()
+    except InputError as exc:
+        out.append(str(exc))
+    table.finish()
+    out.extend(table.drain())
+    out.append(table.stats)
+    return out
+
+
+def fuzz_lane(data: bytes) -> None:
+    """The C walk of the fast lane (phonehome._lane) against the pure-Python loop: same output."""
+    from phonehome.sources import capture
+
+    c_walk = capture._walk_pcap
+    if c_walk is None:
+        raise AssertionError("phonehome._lane is not built: nothing to compare")
+    try:
+        capture._walk_pcap = None
+        python = _lane_outputs(data)
+    finally:
+        capture._walk_pcap = c_walk
+    if _lane_outputs(data) != python:
+        raise AssertionError("the C walk and the Python loop read this capture differently")
+
+
 def fuzz_tcp(data: bytes) -> None:
     from phonehome.protocols.tcp import Gap, Reassembler
 
@@ -516,6 +564,7 @@ class Target:
 TARGETS: dict[str, Target] = {
     "capture": Target(fuzz_capture, PCAPS, max_len=16 << 10),
     "flows": Target(fuzz_flows, PCAPS, max_len=16 << 10),
+    "lane": Target(fuzz_lane, PCAPS, max_len=16 << 10),
     "tcp": Target(fuzz_tcp, PCAPS, _tcp_seed),
     "http1": Target(fuzz_http1, PCAPS, lambda d: _client_streams(d, _HTTP_PORTS)),
     "dns": Target(fuzz_dns, PCAPS, lambda d: _udp_payloads(d, frozenset({53, 5353}))),

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from phonehome.errors import InputError
 from phonehome.model import Notice
+from phonehome.protocols.flows import FlowTable
+from phonehome.sources import capture, feed_packet
 from phonehome.sources.capture import (
     CaptureReader,
     Event,
@@ -955,6 +957,24 @@ class _Lane:
         return len(self.passed) % 2 == 0  # every second one: "output waits"
 
 
+# The walk the fast lane takes: the optional C one (phonehome._lane) and the pure-Python loop.
+WALKS = [
+    pytest.param(
+        capture._walk_pcap,
+        id="c",
+        marks=pytest.mark.skipif(capture._walk_pcap is None, reason="phonehome._lane is not built"),
+    ),
+    pytest.param(None, id="python"),
+]
+
+
+@pytest.fixture(params=WALKS)
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.setattr(capture, "_walk_pcap", request.param)
+    return request.param
+
+
+@pytest.mark.usefixtures("walk")
 def test_fast_lane_passes_over_exactly_the_packets_that_cannot_matter() -> None:
     def down(payload: bytes = b"data", flags: int = PUSH_ACK, **kw: object) -> bytes:
         seg = dpkt.tcp.TCP(sport=80, dport=40000, seq=1, flags=flags, data=payload)
@@ -997,3 +1017,107 @@ def test_fast_lane_passes_over_exactly_the_packets_that_cannot_matter() -> None:
     assert [e for e in fast if not isinstance(e, Flush)] == kept
     flushes = [e for e in fast if isinstance(e, Flush)]
     assert len(flushes) == len(lane.passed) // 2
+
+
+@pytest.mark.usefixtures("walk")
+def test_fast_lane_walks_big_endian_nanosecond_and_modified_pcap() -> None:
+    frames = [(1.5, _down_frame()), (2.25, eth(ip4(tcp())))]  # passed over, then read
+    for order, magic, hlen in (("<", 0xA1B23C4D, 16), (">", 0xA1B2C3D4, 16), ("<", 0xA1B2CD34, 24)):
+        data = _pcap_of(frames, order, magic, hlen)
+        lane = _Lane()
+        reader = CaptureReader("t.pcap", lane)
+        reader.feed(data)
+        reader.close()
+        events = list(reader.events())
+        assert lane.passed == [1.5], (order, magic)
+        assert [e.time for e in events if isinstance(e, Packet)] == [2.25]
+
+
+def _down_frame() -> bytes:
+    seg = dpkt.tcp.TCP(sport=80, dport=40000, seq=1, flags=PUSH_ACK, data=b"data")
+    return eth(dpkt.ip.IP(src=SERVER4, dst=CLIENT4, p=6, ttl=64, data=seg))
+
+
+def _pcap_of(frames: Sequence[tuple[float, bytes]], order: str, magic: int, hlen: int) -> bytes:
+    units = 1e9 if magic == 0xA1B23C4D else 1e6
+    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)]
+    for t, frame in frames:
+        sec = int(t)
+        head = struct.pack(order + "IIII", sec, round((t - sec) * units), len(frame), len(frame))
+        out.append(head + b"\0" * (hlen - 16) + frame)
+    return b"".join(out)
+
+
+def _lane_outputs(data: bytes, chunk: int) -> list[object]:
+    """What a flow table makes of a capture read through its fast lane, fed in ``chunk``-byte pieces."""
+    table = FlowTable("t.pcap")
+    reader = CaptureReader("t.pcap", table)
+    out: list[object] = []
+
+    def drain() -> None:
+        for event in reader.events():
+            if isinstance(event, Packet):
+                feed_packet(table, event)
+            elif not isinstance(event, Flush):
+                out.append(event)
+            out.extend(table.drain())
+
+    try:
+        for pos in range(0, len(data), chunk):
+            reader.feed(data[pos : pos + chunk])
+            drain()
+        reader.close()
+        drain()
+    except InputError as exc:
+        out.append(str(exc))
+    table.finish()
+    out.extend(table.drain())
+    out.append(table.stats)
+    return out
+
+
+def _corrupted_corpus_pcaps() -> list[object]:
+    if not CORPUS_PCAP.is_dir():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no corpus at {CORPUS_PCAP}"))]
+    params = []
+    for path in sorted(CORPUS_PCAP.rglob("*.pcap")):
+        data = path.read_bytes()
+        if data[:4] not in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1"):
+            continue
+        params.append(pytest.param(data, id=str(path.relative_to(CORPUS))))
+    return params
+
+
+@pytest.mark.skipif(capture._walk_pcap is None, reason="phonehome._lane is not built")
+@pytest.mark.parametrize("data", _corrupted_corpus_pcaps())
+def test_c_walk_reads_every_corpus_pcap_as_the_python_loop_does(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whole, cut short, and with bytes flipped through the records (lengths, addresses, flags):
+    # exchanges, notices, stats and errors must be the same, in any chunking.
+    cut = data[: len(data) * 2 // 3]
+    flipped = bytearray(data)
+    for at in range(24, len(flipped), 97):
+        flipped[at] ^= 0x5A
+    c_walk = capture._walk_pcap
+    for variant in (data, cut, bytes(flipped)):
+        for chunk in (len(variant) or 1, 1500):
+            monkeypatch.setattr(capture, "_walk_pcap", None)
+            python = _lane_outputs(variant, chunk)
+            monkeypatch.setattr(capture, "_walk_pcap", c_walk)
+            assert _lane_outputs(variant, chunk) == python
+
+
+@pytest.mark.skipif(capture._walk_pcap is None, reason="phonehome._lane is not built")
+def test_c_walk_refuses_arguments_outside_its_buffer() -> None:
+    walk = capture._walk_pcap
+    assert walk is not None
+    ok = (b"\0" * 64, 0, 64, 16, False, 1e6, 65535, 14, 12, {}, lambda _f, _t: False, -1)
+    assert walk(*ok) == (0, -1, 1, 0)  # an empty record: too short for the lane, left to Python
+    for index, value in ((2, 65), (1, 65), (1, -1), (3, 8), (8, 13), (5, 0.0)):
+        bad = list(ok)
+        bad[index] = value
+        with pytest.raises(ValueError, match="out of range"):
+            walk(*bad)
+    with pytest.raises(TypeError):
+        walk(bytearray(64), *ok[1:])

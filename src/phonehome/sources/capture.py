@@ -30,6 +30,12 @@ from typing import Any, Final, Protocol
 from phonehome.errors import InputError
 from phonehome.model import Notice
 
+_walk_pcap: Callable[..., tuple[int, int, int, int]] | None
+try:  # the optional C fast lane (setup.py); without it the same walk runs in Python
+    from phonehome._lane import walk_pcap as _walk_pcap
+except ImportError:  # pragma: no cover - depends on the build
+    _walk_pcap = None
+
 __all__ = [
     "CaptureReader",
     "Event",
@@ -345,6 +351,12 @@ _LANE_LINKS: Final[dict[_Layer, tuple[Callable[[bytes, int], tuple[Any, ...]], i
     _raw: (Struct(">0sBxH2xHxB").unpack_from, 0, b""),
     _ip4: (Struct(">0sBxH2xHxB").unpack_from, 0, b""),
 }
+# Why the C walk stopped: the record at its position is not whole yet, or is for the Python loop
+# to read; or pass_over returned True.
+_LANE_NEED_BYTES: Final = 0
+_LANE_FLUSHED: Final = 2
+# The same links for the C walk: offset of the ethertype in the frame, or -1 where there is none.
+_LANE_ETYPE_OFFSETS: Final[dict[_Layer, int]] = {_ethernet: 12, _sll: 14, _sll2: 0, _raw: -1, _ip4: -1}
 
 
 def decode_frame(linktype: int, frame: bytes) -> Decoded | None:
@@ -636,7 +648,37 @@ class CaptureReader:
             lanes = None
         else:
             lane_hdr, lane_ip, lane_eth = link
+        # The C walk (phonehome._lane) passes over what the loop below would, the same way, and
+        # stops at the first record this loop must read itself.
+        walk = None
+        if lane is not None and link is not None and decode is not None and _walk_pcap is not None:
+            walk, walk_lanes, walk_pass_over = _walk_pcap, lane.lanes, lane.pass_over
+            big, etype_off = self._order == ">", _LANE_ETYPE_OFFSETS[decode]
         while end - pos >= hlen:
+            if walk is not None:
+                pos, walked, stop, at = walk(
+                    buf,
+                    pos,
+                    end,
+                    hlen,
+                    big,
+                    div,
+                    limit,
+                    lane_ip,
+                    etype_off,
+                    walk_lanes,
+                    walk_pass_over,
+                    -1 if last_sec is None else last_sec,
+                )
+                if walked >= 0:
+                    last_sec = walked
+                if stop == _LANE_FLUSHED:
+                    self._pos = pos
+                    self._last_sec = last_sec
+                    yield Flush(base + at)
+                    continue
+                if stop == _LANE_NEED_BYTES:
+                    break
             sec, frac, caplen, _origlen = rec(buf, pos)
             if caplen > limit:
                 self._pos = pos
@@ -659,7 +701,7 @@ class CaptureReader:
             if nxt > end:
                 break
             last_sec = sec
-            if lanes:
+            if lanes and walk is None:
                 # The fast lane: a plain IPv4 TCP packet of a known flow, with headers whole and
                 # no option, fragment or damage the decoders would report, and nothing in it the
                 # flow needs (see Lane): passed over without building a Packet.

@@ -1,0 +1,184 @@
+/* phonehome._lane: the classic pcap reader's fast lane, in C.
+ *
+ * The same walk as the pure-Python loop in phonehome/sources/capture.py (CaptureReader._run_pcap),
+ * which stays the reference and the fallback when this module is not built. It walks pcap records
+ * from a position in the capture buffer and, for each plain IPv4 TCP packet of a flow the lane
+ * knows (see capture.Lane), calls the lane's pass_over(flow, time) without building any Python
+ * object for the packet beyond its 12-byte address key and its timestamp. It stops and hands the
+ * record back to Python at the first one that needs more than that: a record it cannot read
+ * whole yet, one longer than the limit, or a packet the decoders must see.
+ *
+ * Every read is bounds-checked against `end`, which the caller guarantees is within the buffer.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+/* Why walk_pcap stopped (capture.py names them _LANE_NEED_BYTES, _LANE_SLOW, _LANE_FLUSHED). */
+enum { NEED_BYTES = 0, SLOW = 1, FLUSHED = 2 };
+
+static inline uint32_t
+read32(const unsigned char *p, int big)
+{
+    if (big)
+        return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];
+}
+
+static inline unsigned
+read16be(const unsigned char *p)
+{
+    return ((unsigned)p[0] << 8) | p[1];
+}
+
+static int
+as_ssize(PyObject *obj, Py_ssize_t *out)
+{
+    *out = PyLong_AsSsize_t(obj);
+    return !(*out == -1 && PyErr_Occurred());
+}
+
+PyDoc_STRVAR(walk_pcap_doc,
+"walk_pcap(buf, pos, end, hlen, big, div, limit, ip_off, etype_off, lanes, pass_over, last_sec)\n"
+"--\n\n"
+"Walk classic pcap records of ``buf`` from ``pos`` while they are packets for the lane.\n\n"
+"``hlen``: record header length (16, or 24 for the modified format); ``big``: header byte order;\n"
+"``div``: timestamp fraction units per second; ``limit``: longest captured length taken;\n"
+"``ip_off``: offset of the IPv4 header in the frame; ``etype_off``: offset of the 16-bit\n"
+"ethertype that must read 0x0800, or -1 for raw IP; ``lanes``: the lane's dict; ``pass_over``:\n"
+"its method; ``last_sec``: the last record's seconds (-1: none).\n\n"
+"Returns ``(pos, last_sec, stop, at)``: where the walk stopped, the seconds of the last record\n"
+"passed over, why it stopped (0: the record at pos is not whole yet; 1: the record at pos is\n"
+"for Python to read; 2: pass_over returned true for the record at ``at``, which ends at pos).");
+
+static PyObject *
+walk_pcap(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t pos, end, hlen, big, limit, ip_off, etype_off, last_sec;
+    double div;
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "walk_pcap takes 12 arguments");
+        return NULL;
+    }
+    PyObject *bufobj = args[0], *lanes = args[9], *pass_over = args[10];
+    if (!PyBytes_CheckExact(bufobj) || !PyDict_CheckExact(lanes)) {
+        PyErr_SetString(PyExc_TypeError, "walk_pcap needs bytes and a dict");
+        return NULL;
+    }
+    if (!as_ssize(args[1], &pos) || !as_ssize(args[2], &end) || !as_ssize(args[3], &hlen) ||
+        !as_ssize(args[4], &big) || !as_ssize(args[6], &limit) || !as_ssize(args[7], &ip_off) ||
+        !as_ssize(args[8], &etype_off) || !as_ssize(args[11], &last_sec))
+        return NULL;
+    div = PyFloat_AsDouble(args[5]);
+    if (div == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (pos < 0 || end < pos || end > PyBytes_GET_SIZE(bufobj) || hlen < 16 || limit < 0 ||
+        ip_off < 0 || etype_off < -1 || (etype_off >= 0 && etype_off + 2 > ip_off) || div <= 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_pcap: arguments out of range");
+        return NULL;
+    }
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bufobj);
+    int stop = NEED_BYTES;
+    Py_ssize_t at = pos;
+    while (end - pos >= hlen) {
+        const unsigned char *rec = b + pos;
+        uint32_t sec = read32(rec, (int)big), frac = read32(rec + 4, (int)big);
+        uint32_t caplen = read32(rec + 8, (int)big);
+        if ((Py_ssize_t)caplen > limit) {
+            stop = SLOW;
+            break;
+        }
+        Py_ssize_t nxt = pos + hlen + (Py_ssize_t)caplen;
+        if (nxt > end)
+            break;
+        Py_ssize_t ip = pos + hlen + ip_off;
+        if (nxt - ip < 40) {
+            stop = SLOW;
+            break;
+        }
+        /* IPv4 with a 20-byte header (no options), TCP, not a later fragment, and a total length
+         * that is either absent (0, as TSO captures write) or covers both headers. */
+        unsigned total = read16be(b + ip + 2);
+        if ((etype_off >= 0 && read16be(b + pos + hlen + etype_off) != 0x0800) || b[ip] != 0x45 ||
+            b[ip + 9] != 6 || (read16be(b + ip + 6) & 0x1FFF) || (total && total < 40)) {
+            stop = SLOW;
+            break;
+        }
+        /* Data offset of 5 or more, and none of FIN, SYN, RST (RFC 9293 §3.1). */
+        unsigned doff = b[ip + 32];
+        if (doff < 0x50 || (b[ip + 33] & 0x07)) {
+            stop = SLOW;
+            break;
+        }
+        PyObject *key = PyBytes_FromStringAndSize((const char *)b + ip + 12, 12);
+        if (key == NULL)
+            return NULL;
+        PyObject *entry = PyDict_GetItemWithError(lanes, key); /* borrowed */
+        Py_DECREF(key);
+        if (entry == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            stop = SLOW;
+            break;
+        }
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "lane entries must be (flow, bool) tuples");
+            return NULL;
+        }
+        Py_INCREF(entry); /* pass_over may change the dict */
+        int whole = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
+        if (whole < 0) {
+            Py_DECREF(entry);
+            return NULL;
+        }
+        Py_ssize_t ip_end = (total && ip + (Py_ssize_t)total < nxt) ? ip + (Py_ssize_t)total : nxt;
+        if (!whole && ip_end > ip + 20 + ((doff >> 2) & 0x3C)) {
+            Py_DECREF(entry);
+            stop = SLOW; /* it carries payload the flow reads */
+            break;
+        }
+        PyObject *time = PyFloat_FromDouble((double)sec + (double)frac / div);
+        if (time == NULL) {
+            Py_DECREF(entry);
+            return NULL;
+        }
+        PyObject *call[3] = {NULL, PyTuple_GET_ITEM(entry, 0), time};
+        PyObject *result =
+            PyObject_Vectorcall(pass_over, call + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(time);
+        Py_DECREF(entry);
+        if (result == NULL)
+            return NULL;
+        int flushed = PyObject_IsTrue(result);
+        Py_DECREF(result);
+        if (flushed < 0)
+            return NULL;
+        last_sec = (Py_ssize_t)sec;
+        at = pos;
+        pos = nxt;
+        if (flushed) {
+            stop = FLUSHED;
+            break;
+        }
+    }
+    return Py_BuildValue("(nnin)", pos, last_sec, stop, at);
+}
+
+static PyMethodDef methods[] = {
+    {"walk_pcap", (PyCFunction)(void (*)(void))walk_pcap, METH_FASTCALL, walk_pcap_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "phonehome._lane",
+    .m_doc = "The classic pcap reader's fast lane, in C.",
+    .m_size = 0,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC
+PyInit__lane(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,20 @@
+"""Types of the optional C fast lane (_lane.c)."""
+
+from collections.abc import Callable
+from typing import Any
+
+def walk_pcap(
+    buf: bytes,
+    pos: int,
+    end: int,
+    hlen: int,
+    big: bool,
+    div: float,
+    limit: int,
+    ip_off: int,
+    etype_off: int,
+    lanes: dict[bytes, tuple[Any, bool]],
+    pass_over: Callable[[Any, float], bool],
+    last_sec: int,
+    /,
+) -> tuple[int, int, int, int]: ...
