@@ -1186,3 +1186,18 @@ def test_captured_connect_tunnel() -> None:
     assert (request.method, request.target, host_of(request)) == ("CONNECT", b"apache.org:443", "apache.org")
     stream = b"".join(segments)
     assert stream[warning.offset : warning.offset + 3] == b"\x16\x03\x01"  # a TLS ClientHello follows
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n"])
+def test_a_head_read_whole_is_read_as_line_by_line_at_the_size_limit(extra: int, ending: bytes) -> None:
+    head = ending.join([b"GET /x HTTP/1.1", b"Host: h", b" folded", b"bad line", b"X-A: 1", b"", b""])
+    stream = [head + b"GET /y HTTP/1.1" + ending * 2]
+    whole = run(stream, parser=RequestParser(max_header_bytes=len(head) + extra))
+    assert whole == run(bytewise(stream), parser=RequestParser(max_header_bytes=len(head) + extra))
+    first = whole[0]
+    assert isinstance(first, Request)
+    assert first.complete is (extra >= 0)
+    if extra >= 0:
+        assert first.headers == ((b"Host", b"h folded"), (b"X-A", b"1"))
+        assert first.warnings == ("malformed header line ignored: b'bad line'",)

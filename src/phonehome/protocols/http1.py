@@ -494,6 +494,8 @@ class RequestParser:
             if skip:
                 self._drop(skip)
                 avail -= skip
+            if self._whole_head(avail):
+                return None
         lf = self._find_lf(avail)
         used = draft.head_bytes if draft else 0
         if lf < 0:
@@ -535,6 +537,39 @@ class RequestParser:
             return None
         self._header_line(draft, line, framing=True)
         return None
+
+    def _whole_head(self, avail: int) -> bool:
+        """Read a header section that is wholly buffered at once; False leaves it to line-by-line.
+
+        The same as taking its lines one at a time through :meth:`_step_head` (a request line that
+        parses, then field lines, then the empty line, within ``max_header_bytes``), without a
+        state-machine step and a buffer cut per line.
+        """
+        buf = self._buf
+        limit = min(avail, self.max_header_bytes)
+        crlf, lf = buf.find(b"\n\r\n", 0, limit), buf.find(b"\n\n", 0, limit)
+        end = (crlf + 3 if lf < 0 or 0 <= crlf < lf else lf + 2) if crlf >= 0 or lf >= 0 else -1
+        if end < 0 or end > limit:
+            return False
+        first = buf.find(b"\n", 0, end)
+        parsed = _parse_request_line(bytes(buf[:first]).removesuffix(b"\r"))
+        if parsed is None:
+            return False
+        offset = self._offset()
+        lines = self._consume(end).split(b"\n")
+        method, target, version = parsed
+        draft = self._draft = _Draft(
+            offset=offset,
+            method=method.decode("ascii"),
+            target=target,
+            version=version.decode("ascii"),
+            head_bytes=end,
+        )
+        # lines: the request line, the field lines, the empty line, and b"" after its LF.
+        for line in lines[1:-2]:
+            self._header_line(draft, line.removesuffix(b"\r"), framing=True)
+        self._end_of_head(draft)
+        return True
 
     def _head_too_large(self) -> None:
         if self._draft is not None:
