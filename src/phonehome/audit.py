@@ -17,7 +17,7 @@ from phonehome.detect.location import LocationFinder
 from phonehome.detect.scan import Detector
 from phonehome.errors import InputError
 from phonehome.model import Exchange, Finding, Notice
-from phonehome.policy import Policy, judge_all, sentence
+from phonehome.policy import Policy, fixed_verdict, judge_all, sentence
 from phonehome.profile import Profile
 from phonehome.protocols.keylog import KeyStore
 from phonehome.sources import load_keylogs, read_input
@@ -80,6 +80,7 @@ class Auditor:
         self.geo = self.destinations.geo
         self.locations = LocationFinder(profile.places)
         self.discoverer = Discoverer(profile) if discover else None
+        self.verdict: tuple[str, str | None] = fixed_verdict(policy) or ("violation", None)
 
     def findings(self, exchange: Exchange, warnings: list[Notice]) -> list[Finding]:
         out: list[Finding] = []
@@ -107,6 +108,7 @@ class Auditor:
                         where=part.where,
                         evidence=hit.evidence,
                         form=hit.form,
+                        verdict=self.verdict,
                     )
                 )
         out.extend(self.locations.findings(exchange, self.destinations.describe))

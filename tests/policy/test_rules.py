@@ -23,6 +23,8 @@ from phonehome.policy import (
     Policy,
     Rule,
     decide,
+    fixed_verdict,
+    judge,
     judge_all,
     load_policy,
     matches,
@@ -126,6 +128,20 @@ def test_the_verdict_is_exactly_the_documented_precedence(policy: Policy, f: Fin
     elif verdict == ALLOWED:
         first = next(r for r in policy.allows if matches(r.match, f))
         assert rule == first.label  # the first allow in file order decides
+
+
+@given(policies, findings)
+def test_a_verdict_fixed_before_judging_is_the_one_judging_gives(policy: Policy, f: Finding) -> None:
+    # Without a policy every finding can be made with its verdict; judging then keeps it as is.
+    fixed = fixed_verdict(None)
+    assert fixed == decide(None, f)
+    made = replace(f, verdict=fixed[0], rule=fixed[1])
+    assert judge(None, made) is made
+    assert judge(None, f) == made
+    # Under a policy the verdict depends on the finding: nothing is fixed, and judging decides.
+    assert fixed_verdict(policy) is None
+    judged = judge(policy, made)
+    assert (judged.verdict, judged.rule) == decide(policy, f)
 
 
 @given(policies, st.lists(findings, max_size=8), st.randoms())

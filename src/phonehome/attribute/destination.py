@@ -37,8 +37,13 @@ class Destination:
         evidence: str,
         form: str,
         extra: dict[str, str] | None = None,
+        verdict: tuple[str, str | None] = ("violation", None),
     ) -> Finding:
-        """What was found (identifier, encoding, place, evidence) in ``exchange``, sent here."""
+        """What was found (identifier, encoding, place, evidence) in ``exchange``, sent here.
+
+        ``verdict`` and its rule are known before judging only where the policy gives every
+        finding the same (``policy.rules.fixed_verdict``); the policy judges the finding anyway.
+        """
         return Finding(
             identifier=identifier,
             category=category,
@@ -64,6 +69,8 @@ class Destination:
             domain=self.domain,
             owner=self.owner,
             role=self.role,
+            verdict=verdict[0],
+            rule=verdict[1],
             extra=extra or {},
         )
 

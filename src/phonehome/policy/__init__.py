@@ -7,7 +7,16 @@
 from __future__ import annotations
 
 from phonehome.policy.model import CATEGORIES, PRESETS, ROLES, Match, Policy, Rule, load_policy, parse_policy
-from phonehome.policy.rules import ALLOWED, NO_POLICY, VIOLATION, decide, judge, judge_all, matches
+from phonehome.policy.rules import (
+    ALLOWED,
+    NO_POLICY,
+    VIOLATION,
+    decide,
+    fixed_verdict,
+    judge,
+    judge_all,
+    matches,
+)
 from phonehome.policy.sentence import NOTHING, sentence
 
 __all__ = [
@@ -22,6 +31,7 @@ __all__ = [
     "Policy",
     "Rule",
     "decide",
+    "fixed_verdict",
     "judge",
     "judge_all",
     "load_policy",

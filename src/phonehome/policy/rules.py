@@ -76,8 +76,16 @@ def _first(rules: tuple[Rule, ...], f: Finding) -> Rule | None:
     return next((rule for rule in rules if matches(rule.match, f)), None)
 
 
+def fixed_verdict(policy: Policy | None) -> tuple[str, str] | None:
+    """The verdict and rule every finding gets under ``policy`` when they do not depend on the
+    finding (no policy at all), so findings can be made with them; None when they do."""
+    return (VIOLATION, NO_POLICY) if policy is None else None
+
+
 def judge(policy: Policy | None, f: Finding) -> Finding:
     verdict, rule = decide(policy, f)
+    if f.verdict == verdict and f.rule == rule:
+        return f  # made with its verdict already (see fixed_verdict)
     return replace(f, verdict=verdict, rule=rule)
 
 
