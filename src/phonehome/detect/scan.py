@@ -121,7 +121,7 @@ class Detector:
         # bytes alone. Bounded in entries and in the size of each part.
         self._recent: dict[bytes, tuple[tuple[Hit, ...], tuple[str, ...]]] = {}
 
-    def scan(self, data: bytes) -> tuple[list[Hit], list[str]]:
+    def scan(self, data: bytes) -> tuple[Sequence[Hit], Sequence[str]]:
         """Hits in ``data`` and in every layer peeled from it, and the decoding warnings."""
         if len(data) > RECENT_PART_BYTES:
             return self._scan(data)
@@ -130,9 +130,8 @@ class Detector:
             hits, notes = self._scan(data)
             if len(self._recent) >= RECENT_PARTS:
                 del self._recent[next(iter(self._recent))]  # the oldest
-            self._recent[data] = (tuple(hits), tuple(notes))
-            return hits, notes
-        return list(recent[0]), list(recent[1])
+            recent = self._recent[data] = (tuple(hits), tuple(notes))
+        return recent
 
     def _scan(self, data: bytes) -> tuple[list[Hit], list[str]]:
         budget = Budget()
