@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import re
 
-from phonehome.detect.decoders import MAX_DEPTH, Budget, peel
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phonehome.detect.decoders import B64_CLASS, HEX_CLASS, MAX_DEPTH, Budget, peel, runs
 
 IMEI = b"865123456789019"
 
@@ -73,3 +77,19 @@ def test_hex_tokens_past_the_limit_warn() -> None:
     views = [view for chain, view in peel(data, budget) if chain == ("hex",)]
     assert len(views) == 64
     assert "more than 64 hex tokens in one part; the rest not decoded" in (budget.warnings or [])
+
+
+# Bytes rich in runs of both classes, their edges, and padding.
+_RUNNY = st.binary(max_size=300) | st.lists(
+    st.sampled_from(
+        [b"a", b"F", b"0", b"9", b"g", b"Z", b"+", b"/", b"_", b"-", b"=", b" ", b"&", b"\x00", b"\xff"]
+    ),
+    max_size=300,
+).map(b"".join)
+
+
+@given(_RUNNY, st.sampled_from([1, 8, 12, 16, 22]))
+def test_runs_are_the_maximal_runs_a_regular_expression_finds(data: bytes, least: int) -> None:
+    for table, cls in ((B64_CLASS, rb"[A-Za-z0-9+/_-]"), (HEX_CLASS, rb"[0-9A-Fa-f]")):
+        pattern = re.compile(rb"(?<!%s)%s{%d,}" % (cls, cls, least))
+        assert runs(data, table, least) == [m.span() for m in pattern.finditer(data)]

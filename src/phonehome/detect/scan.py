@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from phonehome.detect.compiled import load_needles
-from phonehome.detect.decoders import Budget, peel
+from phonehome.detect.decoders import B64_CLASS, Budget, peel, runs
 from phonehome.detect.matcher import Engine, build_engine
 from phonehome.detect.needles import IdentifierLike
 
@@ -25,9 +25,8 @@ RECENT_PART_BYTES = 2048
 IN_PLACE = frozenset({"url", "json"})
 
 # Digests travel as hex (32/40/64 characters) or base64 (22-24/27-28/43-44 characters). One pass
-# finds every run of base64 characters long enough to hold one, with its "=" padding; the run's
+# finds every run of base64 characters long enough to hold one, then its "=" padding; the run's
 # length says whether it is a base64 digest, and its pieces between "+/_-" whether they are hex.
-_TOKEN = re.compile(rb"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{22,}=*")
 _HEX_SPLIT = re.compile(rb"[+/_-]")
 _HEX_LENGTHS = frozenset({32, 40, 64})
 # Unpadded base64 length of a 16, 20 or 32 byte digest -> the padding it may carry.
@@ -35,6 +34,7 @@ _B64_PADDING = {22: (0, 2), 27: (0, 1), 43: (0, 1)}
 _HEX_CHARS = b"0123456789abcdefABCDEF"
 # The shortest digest token (base64 of 16 bytes, unpadded).
 _SHORTEST_DIGEST = 22
+_PAD = ord("=")
 _DIGITS = frozenset(b"0123456789")
 _ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _B64_OR_PAD = _ALNUM | frozenset(b"+/_-=")
@@ -209,11 +209,12 @@ def digest_tokens(data: bytes) -> list[tuple[int, int, bytes, bool]]:
     tokens: list[tuple[int, int, bytes, bool]] = []
     if len(data) < _SHORTEST_DIGEST:
         return tokens
-    for m in _TOKEN.finditer(data):
-        start, end = m.span()
-        token = m.group()
-        run = token.rstrip(b"=")
-        pad = len(token) - len(run)
+    for start, run_end in runs(data, B64_CLASS, _SHORTEST_DIGEST):
+        run = data[start:run_end]
+        end = run_end
+        while end < len(data) and data[end] == _PAD:
+            end += 1
+        pad = end - run_end
         size = len(run)
         if size >= 32:
             # Hex: the pieces of the run between "+/_-" (a hex token stops at anything that is
