@@ -70,3 +70,26 @@ def test_candidates_walk_from_the_host_up_to_the_icann_registrable_domain() -> N
 def test_the_bundled_list_is_dated() -> None:
     year, month, day = psl_date().split("-")
     assert len(year) == 4 and 1 <= int(month) <= 12 and 1 <= int(day) <= 31
+
+
+def test_the_lists_built_from_pre_encoded_rules_read_every_rule_as_the_default_parse() -> None:
+    from publicsuffixlist import PublicSuffixList
+
+    from phonehome.attribute.domains import _lists, psl_lines
+
+    ours = _lists()
+    reference = (PublicSuffixList(), PublicSuffixList(only_icann=True))
+    names = set()
+    for line in psl_lines():
+        rule = line.split(" ")[0].strip().lower()
+        if not rule or rule.startswith("//"):
+            continue
+        base = rule.removeprefix("!").removeprefix("*.")
+        names.update({base, "a." + base, "b.a." + base})
+        if not base.isascii():  # and the A-label form a name takes on the wire
+            names.add("a." + base.encode("idna").decode("ascii"))
+    assert len(names) > 20_000
+    for name in sorted(names):
+        for mine, theirs in zip(ours, reference, strict=True):
+            assert mine.privatesuffix(name) == theirs.privatesuffix(name), name
+            assert mine.publicsuffix(name) == theirs.publicsuffix(name), name
