@@ -158,7 +158,7 @@ def _lane_outputs(data: bytes) -> list[object]:
         for event in reader.events():
             if isinstance(event, Packet):
                 feed_packet(table, event)
-            elif not isinstance(event, Flush):
+            if not isinstance(event, Flush):
                 out.append(event)
             out.extend(table.drain())
 

@@ -16,5 +16,6 @@ def walk_pcap(
     lanes: dict[bytes, tuple[Any, bool]],
     pass_over: Callable[[Any, float], bool],
     last_sec: int,
+    base: int,
     /,
-) -> tuple[int, int, int, int]: ...
+) -> tuple[int, int, int, int, Any]: ...  # the last: _packet arguments, or None

@@ -1058,7 +1058,7 @@ def _lane_outputs(data: bytes, chunk: int) -> list[object]:
         for event in reader.events():
             if isinstance(event, Packet):
                 feed_packet(table, event)
-            elif not isinstance(event, Flush):
+            if not isinstance(event, Flush):
                 out.append(event)
             out.extend(table.drain())
 
@@ -1112,9 +1112,9 @@ def test_c_walk_reads_every_corpus_pcap_as_the_python_loop_does(
 def test_c_walk_refuses_arguments_outside_its_buffer() -> None:
     walk = capture._walk_pcap
     assert walk is not None
-    ok = (b"\0" * 64, 0, 64, 16, False, 1e6, 65535, 14, 12, {}, lambda _f, _t: False, -1)
-    assert walk(*ok) == (0, -1, 1, 0)  # an empty record: too short for the lane, left to Python
-    for index, value in ((2, 65), (1, 65), (1, -1), (3, 8), (8, 13), (5, 0.0)):
+    ok = (b"\0" * 64, 0, 64, 16, False, 1e6, 65535, 14, 12, {}, lambda _f, _t: False, -1, 0)
+    assert walk(*ok) == (0, -1, 1, 0, None)  # an empty record: too short for the lane, left to Python
+    for index, value in ((2, 65), (1, 65), (1, -1), (3, 8), (8, 13), (5, 0.0), (12, -1)):
         bad = list(ok)
         bad[index] = value
         with pytest.raises(ValueError, match="out of range"):

@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 from phonehome.errors import InputError
 from phonehome.model import Notice
 
-_walk_pcap: Callable[..., tuple[int, int, int, int]] | None
+_walk_pcap: Callable[..., tuple[int, int, int, int, Any]] | None
 try:  # the optional C fast lane (setup.py); without it the same walk runs in Python
     from phonehome._lane import walk_pcap as _walk_pcap
 except ImportError:  # pragma: no cover - depends on the build
@@ -352,9 +352,10 @@ _LANE_LINKS: Final[dict[_Layer, tuple[Callable[[bytes, int], tuple[Any, ...]], i
     _ip4: (Struct(">0sBxH2xHxB").unpack_from, 0, b""),
 }
 # Why the C walk stopped: the record at its position is not whole yet, or is for the Python loop
-# to read; or pass_over returned True.
+# to read; or pass_over returned True; or it decoded a packet.
 _LANE_NEED_BYTES: Final = 0
 _LANE_FLUSHED: Final = 2
+_LANE_DECODED: Final = 3  # a plain IPv4 TCP/UDP packet, decoded: the arguments of _packet
 # The same links for the C walk: offset of the ethertype in the frame, or -1 where there is none.
 _LANE_ETYPE_OFFSETS: Final[dict[_Layer, int]] = {_ethernet: 12, _sll: 14, _sll2: 0, _raw: -1, _ip4: -1}
 
@@ -648,15 +649,16 @@ class CaptureReader:
             lanes = None
         else:
             lane_hdr, lane_ip, lane_eth = link
-        # The C walk (phonehome._lane) passes over what the loop below would, the same way, and
-        # stops at the first record this loop must read itself.
+        # The C walk (phonehome._lane) passes over what the loop below would, the same way, decodes
+        # plain IPv4 TCP and UDP packets as the decoders would, and stops at the first record this
+        # loop must read itself.
         walk = None
         if lane is not None and link is not None and decode is not None and _walk_pcap is not None:
             walk, walk_lanes, walk_pass_over = _walk_pcap, lane.lanes, lane.pass_over
             big, etype_off = self._order == ">", _LANE_ETYPE_OFFSETS[decode]
         while end - pos >= hlen:
             if walk is not None:
-                pos, walked, stop, at = walk(
+                pos, walked, stop, at, fields = walk(
                     buf,
                     pos,
                     end,
@@ -669,9 +671,15 @@ class CaptureReader:
                     walk_lanes,
                     walk_pass_over,
                     -1 if last_sec is None else last_sec,
+                    base,
                 )
                 if walked >= 0:
                     last_sec = walked
+                if stop == _LANE_DECODED:
+                    self._pos = pos
+                    self._last_sec = last_sec
+                    yield packet(*fields)
+                    continue
                 if stop == _LANE_FLUSHED:
                     self._pos = pos
                     self._last_sec = last_sec
