@@ -57,3 +57,15 @@ def test_compiled_database_is_cached_and_reused(tmp_path: Path) -> None:
     files[0].write_bytes(b"corrupt")
     third = Hyperscan(patterns, cache_dir=tmp_path)  # a broken cache is ignored
     assert sorted(third.scan(data)) == [(7, 31), (4242, 15)]
+
+
+@pytest.mark.skipif(not hyperscan_available(), reason="the hyperscan package does not load here")
+def test_the_cache_key_tells_apart_pattern_lists_that_join_alike(tmp_path: Path) -> None:
+    from phonehome.detect.matcher import _cache_path
+
+    keys = {
+        _cache_path(patterns, b"".join(patterns), tmp_path)
+        for patterns in ([b"ab", b"c"], [b"a", b"bc"], [b"abc"], [b"c", b"ab"])
+    }
+    assert len(keys) == 4
+    assert _cache_path([b"ab", b"c"], b"abc", tmp_path) in keys  # and the same list, the same key

@@ -9,6 +9,7 @@ overlapping ones included, so callers never depend on which engine ran.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,18 +91,21 @@ class Hyperscan:
 
         # The hyperscan package measures literal patterns as C strings, so a pattern holding a
         # NUL byte would be cut short; those few go to an Aho-Corasick automaton beside it.
-        self._ids = [i for i, p in enumerate(patterns) if b"\0" not in p]
-        side = [i for i, p in enumerate(patterns) if b"\0" in p]
-        self._side_ids = side
-        self._side = AhoCorasick([patterns[i] for i in side]) if side else None
-        patterns = [patterns[i] for i in self._ids]
-        if self._side is None:
-            self._ids = []  # every pattern is in the database under its own index: no mapping to keep
+        joined = b"".join(patterns)
+        self._ids: list[int] = []  # database index -> pattern index, when some patterns are beside it
+        self._side_ids: list[int] = []
+        self._side: AhoCorasick | None = None
+        if b"\0" in joined:
+            self._ids = [i for i, p in enumerate(patterns) if b"\0" not in p]
+            self._side_ids = [i for i, p in enumerate(patterns) if b"\0" in p]
+            self._side = AhoCorasick([patterns[i] for i in self._side_ids])
+            patterns = [patterns[i] for i in self._ids]
+            joined = b"".join(patterns)
         self._empty = not patterns
         self._db: Any = None
         if self._empty:
             return
-        path = _cache_path(patterns, cache_dir)
+        path = _cache_path(patterns, joined, cache_dir)
         if path is not None:
             try:
                 self._db = hyperscan.loadb(path.read_bytes(), mode=hyperscan.HS_MODE_BLOCK)
@@ -141,14 +145,13 @@ class Hyperscan:
 CACHE_MIN_PATTERNS = 5000
 
 
-def _cache_path(patterns: Sequence[bytes], cache_dir: Path | None) -> Path | None:
+def _cache_path(patterns: Sequence[bytes], joined: bytes, cache_dir: Path | None) -> Path | None:
+    """Where the database of ``patterns`` (``joined``: them end to end) is cached, by content."""
     directory = cache_folder(cache_dir)
     if directory is None:
         return None
-    digest = hashlib.sha256()
-    for pattern in patterns:
-        digest.update(len(pattern).to_bytes(4, "big"))
-        digest.update(pattern)
+    digest = hashlib.sha256(array("I", map(len, patterns)).tobytes())
+    digest.update(joined)
     import hyperscan
 
     version = getattr(hyperscan, "__version__", "0")
