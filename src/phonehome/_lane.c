@@ -4,9 +4,10 @@
  * which stays the reference and the fallback when this module is not built. It walks pcap records
  * from a position in the capture buffer and, for each plain IPv4 TCP packet of a flow the lane
  * knows (see capture.Lane), calls the lane's pass_over(flow, time) without building any Python
- * object for the packet beyond its 12-byte address key and its timestamp. It stops and hands the
- * record back to Python at the first one that needs more than that: a record it cannot read
- * whole yet, one longer than the limit, or a packet the decoders must see.
+ * object for the packet beyond its 12-byte address key and its timestamp. A plain IPv4 TCP or UDP
+ * packet the lane does not take is decoded here as capture._ip4 and _tcp/_udp would decode it, and
+ * handed back. Anything else (a record not whole yet, one longer than the limit, damage, IPv6,
+ * VLAN tags, fragments) is handed back undecoded for the Python decoders and their notices.
  *
  * Every read is bounds-checked against `end`, which the caller guarantees is within the buffer.
  */
