@@ -951,10 +951,33 @@ class _Lane:
         self.lanes: dict[bytes, tuple[object, bool]] = {up: ("flow", False), down: ("flow", True)}
         self.passed: list[float] = []
 
-    def pass_over(self, flow: object, time: float) -> bool:
+    def pass_over(self, flow: object, time: float, count: int = 1) -> bool:
         assert flow == "flow"
+        assert count == 1
         self.passed.append(time)
         return len(self.passed) % 2 == 0  # every second one: "output waits"
+
+    def passable(self) -> int:
+        return 1  # one packet at a time: each one's time is seen
+
+
+class _RunLane:
+    """Knows one flow, passed over whole, in runs of at most ``most`` packets."""
+
+    def __init__(self, most: int) -> None:
+        down = SERVER4 + CLIENT4 + struct.pack(">HH", 80, 40000)
+        self.lanes: dict[bytes, tuple[object, bool]] = {down: ("flow", True)}
+        self.most = most
+        self.runs: list[tuple[float, int]] = []
+
+    def pass_over(self, flow: object, time: float, count: int = 1) -> bool:
+        assert flow == "flow"
+        assert 1 <= count <= self.passable()
+        self.runs.append((time, count))
+        return sum(n for _t, n in self.runs) % self.most == 0
+
+    def passable(self) -> int:
+        return self.most - sum(n for _t, n in self.runs) % self.most
 
 
 # The walk the fast lane takes: the optional C one (phonehome._lane) and the pure-Python loop.
@@ -1031,6 +1054,26 @@ def test_fast_lane_walks_big_endian_nanosecond_and_modified_pcap() -> None:
         events = list(reader.events())
         assert lane.passed == [1.5], (order, magic)
         assert [e.time for e in events if isinstance(e, Packet)] == [2.25]
+
+
+@pytest.mark.usefixtures("walk")
+def test_a_run_of_one_flow_is_passed_over_in_calls_no_longer_than_the_lane_allows() -> None:
+    times = [1.0 + i for i in range(7)] + [9.0] + [10.0 + i for i in range(5)]
+    frames = [(t, _down_frame() if t != 9.0 else eth(ip4(tcp()))) for t in times]  # a request at 9
+    lane = _RunLane(3)
+    reader = CaptureReader("t.pcap", lane)
+    reader.feed(_pcap_of(frames, "<", 0xA1B2C3D4, 16))
+    reader.close()
+    events = list(reader.events())
+    assert sum(n for _t, n in lane.runs) == 12
+    # Each call names the time of the last packet of its run, and no run spans the request.
+    ends = [sum(n for _t, n in lane.runs[: i + 1]) for i in range(len(lane.runs))]
+    passed = [t for t in times if t != 9.0]
+    assert [t for t, _n in lane.runs] == [passed[end - 1] for end in ends]
+    assert 7 in ends
+    assert [e.time for e in events if isinstance(e, Packet)] == [9.0]
+    # A Flush for each True answer, at the record of the run's last packet.
+    assert len([e for e in events if isinstance(e, Flush)]) == len([end for end in ends if end % 3 == 0])
 
 
 def _down_frame() -> bytes:
@@ -1112,9 +1155,9 @@ def test_c_walk_reads_every_corpus_pcap_as_the_python_loop_does(
 def test_c_walk_refuses_arguments_outside_its_buffer() -> None:
     walk = capture._walk_pcap
     assert walk is not None
-    ok = (b"\0" * 64, 0, 64, 16, False, 1e6, 65535, 14, 12, {}, lambda _f, _t: False, -1, 0)
+    ok = (b"\0" * 64, 0, 64, 16, False, 1e6, 65535, 14, 12, {}, lambda _f, _t, _n: False, lambda: 1, -1, 0)
     assert walk(*ok) == (0, -1, 1, 0, None)  # an empty record: too short for the lane, left to Python
-    for index, value in ((2, 65), (1, 65), (1, -1), (3, 8), (8, 13), (5, 0.0), (12, -1)):
+    for index, value in ((2, 65), (1, 65), (1, -1), (3, 8), (8, 13), (5, 0.0), (13, -1)):
         bad = list(ok)
         bad[index] = value
         with pytest.raises(ValueError, match="out of range"):

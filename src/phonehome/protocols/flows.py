@@ -760,21 +760,26 @@ class FlowTable:
             if total <= limit:
                 break
 
-    def pass_over(self, flow: _TcpFlow, time: float) -> bool:
-        """A packet of ``flow`` the reader did not decode: what :meth:`packet` would have done with it.
+    def pass_over(self, flow: _TcpFlow, time: float, count: int = 1) -> bool:
+        """``count`` packets of ``flow`` in a row the reader did not decode, the last at ``time``:
+        what :meth:`packet` would have done with them.
 
-        Such a packet (see :attr:`lanes`) only moves the clock and the flow's idle time. True when
+        Such packets (see :attr:`lanes`) only move the clock and the flow's idle time. True when
         that expired flows whose output waits in :meth:`drain`.
         """
         self._now = time
-        self.stats["packets"] += 1
+        self.stats["packets"] += count
         self._tcp.move_to_end(flow.key)
         flow.last = time
-        self._count += 1
-        if self._count & 0xFFF == 0:
+        self._count += count
+        if self._count & 0xFFF < count:  # the count passed a multiple of 4096: expiry is due
             self._expire()
             return bool(self._out)
         return False
+
+    def passable(self) -> int:
+        """Packets until the next expiry check (see capture.Lane): a run passed over stops there."""
+        return 0x1000 - (self._count & 0xFFF)
 
     def _feed(self, flow: _TcpFlow, items: list[bytes | Gap]) -> None:
         for item in items:

@@ -90,14 +90,22 @@ class Lane(Protocol):
     ``lanes`` maps the 12 bytes of an IPv4 TCP packet's addresses and ports (source address,
     destination address, source port, destination port, as on the wire) to the owner's flow and
     whether every packet in that direction without SYN, FIN or RST can be passed over; when it
-    says False, only those that also carry no payload are. For each packet passed over the reader calls
+    says False, only those that also carry no payload are. For packets passed over the reader calls
     :meth:`pass_over` instead of yielding a :class:`Packet`; when that returns True (the owner has
     output to hand on), the reader yields a :class:`Flush`.
+
+    The reader may hand on a run of ``count`` consecutive packets of one flow in one call (the
+    last at ``time``), never more than :meth:`passable` said before the run began: the owner's
+    state after the call is then what it would be after one call per packet.
     """
 
     lanes: dict[bytes, tuple[Any, bool]]
 
-    def pass_over(self, flow: Any, time: float) -> bool: ...
+    def pass_over(self, flow: Any, time: float, count: int = 1) -> bool: ...
+
+    def passable(self) -> int:
+        """How many packets may be passed over in one run before :meth:`pass_over` is called."""
+        ...
 
 
 # A frozen dataclass's __init__ stores each field through object.__setattr__; the slot descriptors
@@ -654,7 +662,12 @@ class CaptureReader:
         # loop must read itself.
         walk = None
         if lane is not None and link is not None and decode is not None and _walk_pcap is not None:
-            walk, walk_lanes, walk_pass_over = _walk_pcap, lane.lanes, lane.pass_over
+            walk, walk_lanes, walk_pass_over, walk_passable = (
+                _walk_pcap,
+                lane.lanes,
+                lane.pass_over,
+                lane.passable,
+            )
             big, etype_off = self._order == ">", _LANE_ETYPE_OFFSETS[decode]
         while end - pos >= hlen:
             if walk is not None:
@@ -670,6 +683,7 @@ class CaptureReader:
                     etype_off,
                     walk_lanes,
                     walk_pass_over,
+                    walk_passable,
                     -1 if last_sec is None else last_sec,
                     base,
                 )
