@@ -176,3 +176,44 @@ def test_cloud_ranges_from_the_cache_answer_as_the_built_ones(tmp_path: Path) ->
         entry.write_text(garbage)
         again = CloudRanges(cache_dir=tmp_path)
         assert again.lookup(sample[0].network_address) == built.lookup(sample[0].network_address)
+
+
+def test_the_flat_geolite2_table_answers_as_geoip2fast_does(tmp_path: Path) -> None:
+    import random
+
+    from geoip2fast import GeoIP2Fast
+
+    from phonehome.attribute.geo import _geo_table
+
+    reference = GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz", verbose=False)
+
+    def expected(value: int) -> str | None:
+        code = reference.lookup(str(ipaddress.ip_address(value))).country_code
+        return code if code and code != "--" else None
+
+    built = _geo_table(tmp_path)  # built from geoip2fast, and saved
+    assert list(tmp_path.glob("geolite2-*.bin"))
+    mapped = _geo_table(tmp_path)  # read back from the cache
+    assert mapped.source == built.source and mapped.source.startswith("geolite2 20")
+    rng = random.Random(5)
+    values = [rng.getrandbits(32) for _ in range(3000)] + [rng.getrandbits(128) for _ in range(3000)]
+    for i in range(0, len(mapped.starts), 61):  # network edges, and the addresses either side
+        first = int.from_bytes(mapped.starts[i], "big")
+        values += [first, max(first - 1, 0), first + 1]
+    values += [0, 0xFFFFFFFF, 0x1_0000_0000, (1 << 128) - 1]
+    assert len(values) > 30_000
+    for value in values:
+        assert mapped.country(value) == expected(value), ipaddress.ip_address(value)
+    assert sum(built.country(v) is not None for v in values) > len(values) // 4  # not all None
+
+
+def test_a_broken_geolite2_table_in_the_cache_is_built_again(tmp_path: Path) -> None:
+    from phonehome.attribute.geo import _geo_table
+
+    _geo_table(tmp_path)
+    (entry,) = tmp_path.glob("geolite2-*.bin")
+    whole = entry.read_bytes()
+    for broken in (whole[:-7], b"phonehome-geolite2 1\n{}\n", b"not a table"):
+        entry.write_bytes(broken)
+        assert _geo_table(tmp_path).country(int(ipaddress.ip_address("8.8.8.8"))) == "US"
+        assert entry.read_bytes() == whole  # and saved whole again
