@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
@@ -16,10 +17,11 @@ SCHEMA = "phonehome/findings/1"
 
 
 _FINDING_FIELDS = tuple(f.name for f in fields(Finding) if f.name != "extra")
+_finding_values = operator.attrgetter(*_FINDING_FIELDS)  # all of them in one call
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
-    data = {name: getattr(finding, name) for name in _FINDING_FIELDS}
+    data = dict(zip(_FINDING_FIELDS, _finding_values(finding), strict=True))
     if finding.extra:  # e.g. a location finding's precision_m and distance_m
         data["extra"] = dict(finding.extra)
     return data
