@@ -12,7 +12,13 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phonehome.protocols.compression import decode_content, decompress, sniff_compression
+from phonehome.protocols.compression import (
+    KEPT_AS_SENT,
+    decode_body,
+    decode_content,
+    decompress,
+    sniff_compression,
+)
 
 MESSAGE = b"imei=356938035643809&android_id=9774d56d682e549c " * 200 + bytes(range(256))
 GB = 1 << 30
@@ -284,3 +290,16 @@ def test_round_trip_within_any_limit(kind: str, payload: bytes, limit: int) -> N
     out, warning = decompress(kind, COMPRESSORS[kind](payload), limit)
     assert out == payload[:limit]
     assert (warning is not None) == (len(payload) > limit)
+
+
+def test_decode_body_keeps_a_body_it_cannot_decode_as_sent() -> None:
+    assert decode_body("gzip", gzip.compress(MESSAGE), 10 * MB) == (MESSAGE, [])
+    assert decode_body("", b"abc", 10) == (b"abc", [])  # no codings declared
+    assert decode_body("gzip", b"", 10) == (b"", [])
+    body, warnings = decode_body("gzip", b"not gzip at all", 10 * MB)
+    assert body == b"not gzip at all"
+    assert len(warnings) == 2 and warnings[-1] == KEPT_AS_SENT
+    # Decoded in part: what came out is kept, with the warning, and nothing more is said.
+    cut = gzip.compress(MESSAGE)[:-40]
+    body, warnings = decode_body("gzip", cut, 10 * MB)
+    assert body and MESSAGE.startswith(body) and KEPT_AS_SENT not in warnings

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import brotli
 import zstandard
 
-__all__ = ["CODINGS", "decode_content", "decompress", "sniff_compression"]
+__all__ = ["CODINGS", "KEPT_AS_SENT", "decode_body", "decode_content", "decompress", "sniff_compression"]
 
 # Input is fed to brotli in pieces of this size so that a failure keeps what came before it.
 _BROTLI_FEED = 16 * 1024
@@ -277,6 +277,25 @@ def decode_content(encodings: str, data: bytes, limit: int) -> tuple[bytes, list
         data = data[:limit]
         warnings.append(_limit_warning(limit))
     return data, warnings
+
+
+# Said when a body's codings were declared but none of it could be undone.
+KEPT_AS_SENT = "content coding could not be undone; body kept as sent"
+
+
+def decode_body(encodings: str, body: bytes, limit: int) -> tuple[bytes, list[str]]:
+    """A message body with its declared codings (``"gzip, br"``) undone, and the warnings.
+
+    What :func:`decode_content` gives, except that where it gives nothing back and warned, the
+    body is kept as sent and :data:`KEPT_AS_SENT` ends the warnings: bytes that could not be
+    decoded are still scanned as they are.
+    """
+    if not body or not encodings:
+        return body, []
+    decoded, warnings = decode_content(encodings, body, limit)
+    if decoded or not warnings:
+        return decoded, warnings
+    return body, [*warnings, KEPT_AS_SENT]
 
 
 def sniff_compression(data: bytes) -> str | None:

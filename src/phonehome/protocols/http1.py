@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Final
 from urllib.parse import urlsplit
 
-from phonehome.protocols.compression import decode_content
+from phonehome.protocols.compression import decode_body
 
 __all__ = [
     "EOF",
@@ -445,16 +445,10 @@ class RequestParser:
             warnings.append(f"{draft.dropped_headers} header fields beyond {self.max_headers} dropped")
         if draft.body_seen > self.max_body:
             warnings.append(f"body exceeds {self.max_body} bytes; truncated")
-        body = bytes(draft.body)
         # Transfer codings were applied after content codings (RFC 9112 §6.1), so they come last.
-        codings = draft.content_codings + draft.transfer_codings
-        if body and codings:
-            decoded, problems = decode_content(", ".join(codings), body, self.max_decoded)
-            warnings.extend(problems)
-            if decoded or not problems:
-                body = decoded
-            else:
-                warnings.append("content coding could not be undone; body kept as sent")
+        codings = ", ".join(draft.content_codings + draft.transfer_codings)
+        body, problems = decode_body(codings, bytes(draft.body), self.max_decoded)
+        warnings.extend(problems)
         self._pending.append(
             Request(
                 method=draft.method,

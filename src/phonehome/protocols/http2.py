@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import hpack
 
-from phonehome.protocols.compression import decode_content
+from phonehome.protocols.compression import decode_body
 
 __all__ = ["PREFACE", "ParseWarning", "Request", "RequestReader", "looks_like_preface"]
 
@@ -302,15 +302,9 @@ class RequestReader:
             warnings.append(problem)
         if stream.body_seen > self.max_body:
             warnings.append(f"body exceeds {self.max_body} bytes; truncated")
-        body = bytes(stream.body)
         codings = [value.decode("latin-1") for name, value in stream.headers if name == b"content-encoding"]
-        if body and codings:
-            decoded, problems = decode_content(", ".join(codings), body, self.max_decoded)
-            warnings.extend(problems)
-            if decoded or not problems:
-                body = decoded
-            else:
-                warnings.append("content coding could not be undone; body kept as sent")
+        body, problems = decode_body(", ".join(codings), bytes(stream.body), self.max_decoded)
+        warnings.extend(problems)
         self._events.append(
             Request(stream.stream_id, tuple(stream.headers), body, stream.offset, complete, tuple(warnings))
         )

@@ -31,7 +31,7 @@ from typing import Any
 
 from phonehome.errors import InputError
 from phonehome.model import WHERE_DNS, WHERE_RAW, Exchange, Notice, Part
-from phonehome.protocols.compression import decode_content
+from phonehome.protocols.compression import KEPT_AS_SENT, decode_body
 from phonehome.protocols.message import request_parts
 
 MiB = 1024 * 1024
@@ -503,12 +503,8 @@ def _body(request: dict[Any, Any], headers: list[tuple[bytes, bytes]], problems:
     codings = ", ".join(
         v.decode("latin-1") for n, v in headers if n.strip().lower() == b"content-encoding" and v.strip()
     )
-    if body and codings:
-        decoded, warnings = decode_content(codings, body, MAX_DECODED)
-        problems.extend(f"request body: {w}" for w in warnings)
-        if decoded or not warnings:
-            return decoded
-        problems.append("content coding could not be undone; body kept as sent")
+    body, warnings = decode_body(codings, body, MAX_DECODED)
+    problems.extend(w if w == KEPT_AS_SENT else f"request body: {w}" for w in warnings)
     return body
 
 
