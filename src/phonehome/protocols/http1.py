@@ -250,6 +250,18 @@ class _Draft:
     left: int = 0  # bytes still expected: of the body (Content-Length) or of the current chunk
     trailer_bytes: int = 0
 
+    @classmethod
+    def begin(cls, request_line: tuple[bytes, bytes, bytes], offset: int, head_bytes: int) -> _Draft:
+        """A request from its parsed request line (method, target, version), at ``offset``."""
+        method, target, version = request_line
+        return cls(
+            offset=offset,
+            method=method.decode("ascii"),
+            target=target,
+            version=version.decode("ascii"),
+            head_bytes=head_bytes,
+        )
+
 
 # The stream ended in one of these ways while a request was being read.
 _BY_GAP = "gap"
@@ -549,16 +561,8 @@ class RequestParser:
         parsed = _parse_request_line(bytes(buf[:first]).removesuffix(b"\r"))
         if parsed is None:
             return False
-        offset = self._offset()
+        draft = self._draft = _Draft.begin(parsed, self._offset(), end)
         lines = self._consume(end).split(b"\n")
-        method, target, version = parsed
-        draft = self._draft = _Draft(
-            offset=offset,
-            method=method.decode("ascii"),
-            target=target,
-            version=version.decode("ascii"),
-            head_bytes=end,
-        )
         # lines: the request line, the field lines, the empty line, and b"" after its LF.
         for line in lines[1:-2]:
             self._header_line(draft, line.removesuffix(b"\r"), framing=True)
@@ -579,14 +583,7 @@ class RequestParser:
             self._garbage_len = size
             self._start_resync(midline=False)
             return
-        method, target, version = parsed
-        self._draft = _Draft(
-            offset=offset,
-            method=method.decode("ascii"),
-            target=target,
-            version=version.decode("ascii"),
-            head_bytes=size,
-        )
+        self._draft = _Draft.begin(parsed, offset, size)
 
     def _header_line(self, draft: _Draft, line: bytes, *, framing: bool) -> None:
         """Add one field line; ``framing`` is False in trailers, which must not affect framing."""
