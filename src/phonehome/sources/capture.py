@@ -350,22 +350,33 @@ _LINKTYPES: Final[dict[int, _Layer]] = {
 }
 
 
-# Link layers the fast lane reads (see Lane): frame decoder -> (header reader from the frame start,
-# offset of the IPv4 header, the ethertype value meaning IPv4; b"" for raw IP, read as "0s").
-_LANE_LINKS: Final[dict[_Layer, tuple[Callable[[bytes, int], tuple[Any, ...]], int, int | bytes]]] = {
-    _ethernet: (Struct(">12xHBxH2xHxB").unpack_from, 14, 0x0800),
-    _sll: (Struct(">14xHBxH2xHxB").unpack_from, 16, 0x0800),
-    _sll2: (Struct(">H18xBxH2xHxB").unpack_from, 20, 0x0800),
-    _raw: (Struct(">0sBxH2xHxB").unpack_from, 0, b""),
-    _ip4: (Struct(">0sBxH2xHxB").unpack_from, 0, b""),
+_LaneLink = tuple[Callable[[bytes, int], tuple[Any, ...]], int, int | bytes, int]
+
+
+def _lane_link(ip_off: int, etype_off: int) -> _LaneLink:
+    """How the fast lane reads a link layer whose IPv4 header is at ``ip_off`` in the frame, with
+    the ethertype at ``etype_off`` (-1: raw IP, none): a reader of the ethertype (b"" when there
+    is none), version/IHL, total length, flags/fragment offset and protocol from the frame start;
+    ``ip_off``; the ethertype value meaning IPv4; and ``etype_off`` for the C walk."""
+    if etype_off < 0:
+        return Struct(f">{ip_off}x0sBxH2xHxB").unpack_from, ip_off, b"", etype_off
+    gap = ip_off - etype_off - 2
+    return Struct(f">{etype_off}xH{gap}xBxH2xHxB").unpack_from, ip_off, 0x0800, etype_off
+
+
+# Link layers the fast lane reads (see Lane): frame decoder -> _lane_link(...).
+_LANE_LINKS: Final[dict[_Layer, _LaneLink]] = {
+    _ethernet: _lane_link(14, 12),
+    _sll: _lane_link(16, 14),
+    _sll2: _lane_link(20, 0),
+    _raw: _lane_link(0, -1),
+    _ip4: _lane_link(0, -1),
 }
 # Why the C walk stopped: the record at its position is not whole yet, or is for the Python loop
 # to read; or pass_over returned True; or it decoded a packet.
 _LANE_NEED_BYTES: Final = 0
 _LANE_FLUSHED: Final = 2
 _LANE_DECODED: Final = 3  # a plain IPv4 TCP/UDP packet, decoded: the arguments of _packet
-# The same links for the C walk: offset of the ethertype in the frame, or -1 where there is none.
-_LANE_ETYPE_OFFSETS: Final[dict[_Layer, int]] = {_ethernet: 12, _sll: 14, _sll2: 0, _raw: -1, _ip4: -1}
 
 
 def decode_frame(linktype: int, frame: bytes) -> Decoded | None:
@@ -656,7 +667,7 @@ class CaptureReader:
         if link is None:
             lanes = None
         else:
-            lane_hdr, lane_ip, lane_eth = link
+            lane_hdr, lane_ip, lane_eth, etype_off = link
         # The C walk (phonehome._lane) passes over what the loop below would, the same way, decodes
         # plain IPv4 TCP and UDP packets as the decoders would, and stops at the first record this
         # loop must read itself.
@@ -668,7 +679,7 @@ class CaptureReader:
                 lane.pass_over,
                 lane.passable,
             )
-            big, etype_off = self._order == ">", _LANE_ETYPE_OFFSETS[decode]
+            big = self._order == ">"
         while end - pos >= hlen:
             if walk is not None:
                 pos, walked, stop, at, fields = walk(
