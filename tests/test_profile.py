@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from phonehome.profile import (
     KINDS,
     MCCS,
     Identifier,
+    IdentifierTable,
     Profile,
     key_line,
     key_lines,
@@ -790,12 +793,35 @@ def test_a_large_profile_is_cached_and_the_cached_copy_is_the_same(tmp_path: Pat
     cache = tmp_path / "cache"
     path = _large_profile(tmp_path)
     first = load_profile(path, cache_dir=cache)
-    (entry,) = cache.glob("profile-*.json")
+    (entry,) = cache.glob("profile-*.bin")
     second = load_profile(path, cache_dir=cache)
     assert second == first and len(first.identifiers) > 4000 and first.places
+    parsed = parse_profile(path.read_text(), str(path))
+    assert first.identifiers == parsed.identifiers and parsed.identifiers == second.identifiers
+    assert isinstance(second.identifiers, IdentifierTable)
+    assert list(second.identifiers) == list(parsed.identifiers)
     # It really was read from the cache: a cache entry altered in place is what comes back.
-    entry.write_text(entry.read_text().replace('"big"', '"from the cache"'))
-    assert load_profile(path, cache_dir=cache).name == "from the cache"
+    entry.write_bytes(entry.read_bytes().replace(b'"big"', b'"BIG"'))
+    assert load_profile(path, cache_dir=cache).name == "BIG"
+
+
+def test_an_identifier_table_answers_as_the_tuple_it_holds() -> None:
+    idents = (
+        Identifier("imei", "imei", "device", "865123456789019"),
+        Identifier("contact.phone", "phone", "contacts", "+919800000001", 'Ravi \u0936\n"q"', "IN"),
+        Identifier("contact.email", "email", "contacts", "r@example.org", "Ravi"),
+    )
+    table = IdentifierTable.of(idents)
+    assert len(table) == 3 and table == idents and idents == table and table != idents[:2]
+    assert table[1] is table[1] and table[-1] == idents[-1] and table[0:2] == idents[0:2]
+    assert tuple(table) == idents and hash(table) == hash(idents)
+    with pytest.raises(IndexError):
+        table[3]
+    copy = pickle.loads(pickle.dumps(table))
+    assert copy == table and copy.digest == table.digest and tuple(copy) == idents
+    assert IdentifierTable.of(idents[::-1]).digest != table.digest
+    empty = IdentifierTable.of(())
+    assert len(empty) == 0 and empty == () and list(empty) == []
 
 
 def test_an_edited_profile_or_contacts_file_is_parsed_again(tmp_path: Path) -> None:
@@ -817,7 +843,17 @@ def test_a_broken_cache_entry_is_ignored(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     path = _large_profile(tmp_path)
     first = load_profile(path, cache_dir=cache)
-    for garbage in ("", "{", '{"name": 1}', '{"files": [], "identifiers": [[1]], "places": []}', "\x00\xff"):
-        for entry in cache.glob("profile-*.json"):
-            entry.write_text(garbage, encoding="latin-1")
-        assert load_profile(path, cache_dir=cache) == first
+    (entry,) = cache.glob("profile-*.bin")
+    whole = entry.read_bytes()
+    head_end = whole.index(b"}\0") + 1
+    garbage = [b"", b"{", b'{"name": 1}', b"\x00\xff", whole[: len(whole) // 2], whole[:-1]]
+    garbage.append(whole[:-3] + bytes([whole[-3] ^ 1]) + whole[-2:])  # a row altered
+    garbage.append(whole[: head_end + 40] + bytes([whole[head_end + 40] ^ 1]) + whole[head_end + 41 :])
+    count = re.search(rb'"count": (\d+)', whole)
+    assert count is not None
+    fewer = str(int(count[1]) - 1).rjust(len(count[1])).encode()  # as long, so the header still reads
+    garbage.append(whole.replace(count[0], b'"count": ' + fewer))  # header and rows disagree
+    for bad in garbage:
+        entry.write_bytes(bad)
+        again = load_profile(path, cache_dir=cache)
+        assert again == first and list(again.identifiers) == list(first.identifiers)

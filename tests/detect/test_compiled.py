@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from factories import SAMPLES
 from phonehome.detect import compiled
 from phonehome.detect.compiled import CompiledNeedles, compile_needles, load_needles
+from phonehome.detect.matcher import patterns_key
 from phonehome.detect.needles import NeedleSet
-from phonehome.profile import Identifier
+from phonehome.profile import Identifier, IdentifierTable
 
 IDENTIFIERS = list(SAMPLES.values())
 
@@ -97,6 +99,25 @@ def test_large_profiles_are_cached_and_read_back(tmp_path: Path) -> None:
     # Another profile gets its own file.
     load_needles(contacts(compiled.CACHE_MIN_IDENTIFIERS // 2 + 1), tmp_path)
     assert len(list(tmp_path.glob("needles-*.bin"))) == 2
+
+
+def test_a_table_of_identifiers_is_cached_by_its_own_name_and_keeps_them_unmade(tmp_path: Path) -> None:
+    idents = contacts(compiled.CACHE_MIN_IDENTIFIERS // 2)
+    reference = load_needles(idents, tmp_path)
+    table = IdentifierTable.of(idents)
+    assert load_needles(table, tmp_path).dump() == reference.dump()
+    again = pickle.loads(pickle.dumps(table))  # the same rows, none made yet
+    assert load_needles(again, tmp_path).dump() == reference.dump()
+    assert not again._made  # found by the table's digest: not one identifier was made
+    assert len(list(tmp_path.glob("needles-*.bin"))) == 2  # the list's key and the table's
+
+
+def test_the_engine_key_names_the_patterns_unless_one_holds_a_nul() -> None:
+    table = compile_needles(IDENTIFIERS)
+    assert table.engine_key == patterns_key(table.patterns())
+    assert CompiledNeedles.load(table.dump()).engine_key == table.engine_key
+    with_nul = compile_needles([Identifier("custom", "opaque", "custom", "ab\0cd")])
+    assert any(b"\0" in p for p in with_nul.patterns()) and with_nul.engine_key is None
 
 
 def test_small_profiles_are_not_cached(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phonehome.detect.matcher import AhoCorasick, Hyperscan, hyperscan_available
+from phonehome.detect.matcher import AhoCorasick, Hyperscan, hyperscan_available, patterns_key
 
 
 def _naive(patterns: list[bytes], data: bytes) -> list[tuple[int, int]]:
@@ -60,12 +60,21 @@ def test_compiled_database_is_cached_and_reused(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hyperscan_available(), reason="the hyperscan package does not load here")
-def test_the_cache_key_tells_apart_pattern_lists_that_join_alike(tmp_path: Path) -> None:
-    from phonehome.detect.matcher import _cache_path
-
-    keys = {
-        _cache_path(patterns, b"".join(patterns), tmp_path)
-        for patterns in ([b"ab", b"c"], [b"a", b"bc"], [b"abc"], [b"c", b"ab"])
-    }
+def test_the_cache_key_tells_apart_pattern_lists_that_join_alike() -> None:
+    keys = {patterns_key(patterns) for patterns in ([b"ab", b"c"], [b"a", b"bc"], [b"abc"], [b"c", b"ab"])}
     assert len(keys) == 4
-    assert _cache_path([b"ab", b"c"], b"abc", tmp_path) in keys  # and the same list, the same key
+
+
+@pytest.mark.skipif(not hyperscan_available(), reason="the hyperscan package does not load here")
+def test_a_database_is_found_by_its_key_without_the_patterns(tmp_path: Path) -> None:
+    patterns = [f"needle-{i:05d}".encode() for i in range(5000)]
+    key = patterns_key(patterns)
+    assert Hyperscan.cached(key, tmp_path) is None  # nothing compiled yet
+    Hyperscan(patterns, cache_dir=tmp_path)
+    found = Hyperscan.cached(key, tmp_path)
+    assert found is not None
+    assert sorted(found.scan(b"xx needle-04242 yy needle-00007")) == [(7, 31), (4242, 15)]
+    assert Hyperscan.cached(patterns_key(patterns[1:]), tmp_path) is None
+    (entry,) = tmp_path.glob("hs-*.db")
+    entry.write_bytes(b"corrupt")
+    assert Hyperscan.cached(key, tmp_path) is None

@@ -27,11 +27,12 @@ from typing import Literal, TypeAlias
 
 from phonehome.cache import cache_folder, save_entry
 from phonehome.detect import forms, needles
+from phonehome.detect.matcher import patterns_key
 from phonehome.detect.needles import IdentifierLike, NeedleSet
 
 __all__ = ["CompiledNeedles", "compile_needles", "load_needles"]
 
-FORMAT = "phonehome-needles/2"
+FORMAT = "phonehome-needles/3"
 _MAGIC = b"phonehome-needles\n"
 # Below this many identifiers, expanding is faster than reading a file.
 CACHE_MIN_IDENTIFIERS = 500
@@ -53,6 +54,7 @@ class CompiledNeedles:
         "_offsets",
         "_patterns",
         "digest_count",
+        "engine_key",
     )
 
     def __init__(
@@ -66,6 +68,7 @@ class CompiledNeedles:
         labels: list[tuple[str, str]],
         digest_labels: list[tuple[str, str]],
         digests: dict[int, tuple[_Bytes, _Ints, _Ints]],
+        engine_key: str | None,
     ) -> None:
         self._patterns = patterns  # every distinct pattern, end to end
         self._offsets = offsets  # pattern i is _patterns[_offsets[i]:_offsets[i + 1]]
@@ -78,6 +81,9 @@ class CompiledNeedles:
         # digest size -> (sorted digests end to end, packed entry of each, bucket directory)
         self._digests = digests
         self.digest_count = sum(len(values) for _keys, values, _dir in digests.values())
+        # Names the matcher's compiled patterns in the cache (see matcher.Hyperscan), so a cached
+        # database is found without making the patterns; None when a pattern holds a NUL byte.
+        self.engine_key = engine_key
 
     @property
     def pattern_count(self) -> int:
@@ -147,6 +153,7 @@ class CompiledNeedles:
             "labels": self._labels,
             "digest_labels": self._digest_labels,
             "sizes": sorted(self._digests),
+            "engine_key": self.engine_key,
             "sections": [[name, len(data)] for name, data in sections],
         }
         head = json.dumps(header).encode()
@@ -195,6 +202,7 @@ class CompiledNeedles:
             [(form, encoding) for form, encoding in header["labels"]],
             [(form, encoding) for form, encoding in header["digest_labels"]],
             digests,
+            header["engine_key"],
         )
 
 
@@ -258,8 +266,9 @@ def compile_needles(identifiers: Sequence[IdentifierLike]) -> CompiledNeedles:
         for b in range(1 << _BUCKET_BITS):
             directory[b + 1] += directory[b]
         digests[size] = (b"".join(d for d, _e in entries), array("Q", (e for _d, e in entries)), directory)
+    patterns = list(index)
     return CompiledNeedles(
-        b"".join(index),
+        b"".join(patterns),
         offsets,
         groups,
         idents,
@@ -268,6 +277,7 @@ def compile_needles(identifiers: Sequence[IdentifierLike]) -> CompiledNeedles:
         list(labels),
         list(needle_set.digest_labels),
         digests,
+        None if any(b"\0" in p for p in patterns) else patterns_key(patterns),
     )
 
 
@@ -287,8 +297,13 @@ def _cache_path(identifiers: Sequence[IdentifierLike], cache_dir: Path | None) -
     if directory is None:
         return None
     digest = hashlib.sha256(_code_digest())
-    fields = [(i.label, i.kind, i.category, i.value, i.region or "") for i in identifiers]
-    digest.update(json.dumps(fields).encode())
+    # A profile's IdentifierTable names itself (a digest of its rows): its identifiers stay unmade.
+    named = getattr(identifiers, "digest", None)
+    if isinstance(named, str):
+        digest.update(b"table\0" + named.encode())
+    else:
+        fields = [(i.label, i.kind, i.category, i.value, i.region or "") for i in identifiers]
+        digest.update(json.dumps(fields).encode())
     return directory / f"needles-{digest.hexdigest()[:32]}.bin"
 
 

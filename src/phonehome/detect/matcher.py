@@ -80,8 +80,10 @@ class Hyperscan:
     """Hyperscan block-mode database of literal patterns, cached on disk by content.
 
     Compiling a 10,000-contact profile takes seconds; the compiled database is saved under the
-    user's cache folder, keyed by a digest of the patterns, so the next audit with the same
-    profile starts at once. A cache that cannot be read or written is ignored.
+    user's cache folder, named by :func:`patterns_key`, so the next audit with the same profile
+    starts at once. A caller that already knows that key (a cached needle table keeps it) finds
+    the database with :meth:`cached` without making the patterns at all. A cache that cannot be
+    read or written is ignored.
     """
 
     name = "hyperscan"
@@ -91,27 +93,21 @@ class Hyperscan:
 
         # The hyperscan package measures literal patterns as C strings, so a pattern holding a
         # NUL byte would be cut short; those few go to an Aho-Corasick automaton beside it.
-        joined = b"".join(patterns)
         self._ids: list[int] = []  # database index -> pattern index, when some patterns are beside it
         self._side_ids: list[int] = []
         self._side: AhoCorasick | None = None
-        if b"\0" in joined:
+        if any(b"\0" in p for p in patterns):
             self._ids = [i for i, p in enumerate(patterns) if b"\0" not in p]
             self._side_ids = [i for i, p in enumerate(patterns) if b"\0" in p]
             self._side = AhoCorasick([patterns[i] for i in self._side_ids])
             patterns = [patterns[i] for i in self._ids]
-            joined = b"".join(patterns)
         self._empty = not patterns
         self._db: Any = None
         if self._empty:
             return
-        path = _cache_path(patterns, joined, cache_dir)
+        path = _cache_path(patterns_key(patterns), cache_dir)
         if path is not None:
-            try:
-                self._db = hyperscan.loadb(path.read_bytes(), mode=hyperscan.HS_MODE_BLOCK)
-                self._db.scratch = hyperscan.Scratch(self._db)
-            except (OSError, hyperscan.error):
-                self._db = None
+            self._db = _load_database(path)
         if self._db is None:
             self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             self._db.compile(
@@ -123,6 +119,18 @@ class Hyperscan:
             )
             if path is not None and len(patterns) >= CACHE_MIN_PATTERNS:
                 save_entry(path, hyperscan.dumpb(self._db))
+
+    @classmethod
+    def cached(cls, key: str, cache_dir: Path | None = None) -> Hyperscan | None:
+        """The database of the patterns whose :func:`patterns_key` is ``key`` (none with a NUL), if cached."""
+        path = _cache_path(key, cache_dir)
+        database = _load_database(path) if path is not None else None
+        if database is None:
+            return None
+        engine = cls.__new__(cls)
+        engine._ids, engine._side_ids, engine._side = [], [], None
+        engine._empty, engine._db = False, database
+        return engine
 
     def scan(self, data: bytes) -> list[tuple[int, int]]:
         if not data:
@@ -145,17 +153,33 @@ class Hyperscan:
 CACHE_MIN_PATTERNS = 5000
 
 
-def _cache_path(patterns: Sequence[bytes], joined: bytes, cache_dir: Path | None) -> Path | None:
-    """Where the database of ``patterns`` (``joined``: them end to end) is cached, by content."""
+def patterns_key(patterns: Sequence[bytes]) -> str:
+    """What names the compiled database of ``patterns`` in the cache: a digest of them, in order."""
+    digest = hashlib.sha256(array("I", map(len, patterns)).tobytes())
+    digest.update(b"".join(patterns))
+    return digest.hexdigest()[:32]
+
+
+def _cache_path(key: str, cache_dir: Path | None) -> Path | None:
     directory = cache_folder(cache_dir)
     if directory is None:
         return None
-    digest = hashlib.sha256(array("I", map(len, patterns)).tobytes())
-    digest.update(joined)
     import hyperscan
 
     version = getattr(hyperscan, "__version__", "0")
-    return directory / f"hs-{version}-{digest.hexdigest()[:32]}.db"
+    return directory / f"hs-{version}-{key}.db"
+
+
+def _load_database(path: Path) -> Any:
+    """The block-mode database cached at ``path`` with its scratch space, or None."""
+    import hyperscan
+
+    try:
+        database = hyperscan.loadb(path.read_bytes(), mode=hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)
+    except (OSError, hyperscan.error):
+        return None
+    return database
 
 
 def hyperscan_available() -> bool:
@@ -173,3 +197,10 @@ def build_engine(patterns: Sequence[bytes], prefer: str = "auto") -> Engine:
     if prefer == "hyperscan":
         raise RuntimeError("the hyperscan package cannot be loaded on this machine")
     return AhoCorasick(patterns)
+
+
+def cached_engine(key: str | None, prefer: str = "auto") -> Engine | None:
+    """The engine :func:`build_engine` would give for the patterns named ``key``, when it is cached."""
+    if key is None or prefer not in ("auto", "hyperscan") or not hyperscan_available():
+        return None
+    return Hyperscan.cached(key)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from phonehome.detect.compiled import load_needles
 from phonehome.detect.decoders import B64_CLASS, Budget, peel, runs
-from phonehome.detect.matcher import Engine, build_engine
+from phonehome.detect.matcher import Engine, build_engine, cached_engine
 from phonehome.detect.needles import IdentifierLike
 
 EVIDENCE_CONTEXT = 40
@@ -106,12 +106,15 @@ class Detector:
     """Everything needed to scan for one profile's identifiers."""
 
     def __init__(self, identifiers: Sequence[IdentifierLike], engine: str = "auto") -> None:
-        self.identifiers = tuple(identifiers)
+        # Not copied: a large profile's IdentifierTable makes an identifier only when it matched.
+        self.identifiers = identifiers
         # Flat tables, loaded from the cache for a profile seen before: a large profile's needles
         # cost seconds to expand and hundreds of megabytes as objects.
-        self.needles = load_needles(self.identifiers)
+        self.needles = load_needles(identifiers)
         # Identical patterns (two contacts sharing a number) share one automaton entry.
-        self.engine: Engine = build_engine(self.needles.patterns(), engine)
+        self.engine: Engine = cached_engine(self.needles.engine_key, engine) or build_engine(
+            self.needles.patterns(), engine
+        )
         self.digests = self.needles.digest_count
         # Per matched pattern, built on its first match: length, edge classes, whether bounded,
         # and its needles as (identifier, form, encoding).
