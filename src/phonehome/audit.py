@@ -46,6 +46,9 @@ class AuditResult:
     suspected: list[Suspect] = field(default_factory=list)
     # True when the audit was interrupted (Ctrl-C, SIGTERM) before reading every input to its end.
     incomplete: bool = False
+    # Each finding as the ``encode`` given to audit() wrote it, in the order of ``findings``, when
+    # worker processes did it beside their audit; else empty.
+    encoded: list[str] = field(default_factory=list)
 
     @property
     def violations(self) -> int:
@@ -131,6 +134,7 @@ def audit(
     geoip: str | None = None,
     trackers: Sequence[str] = (),
     keylogs: Sequence[str] = (),
+    encode: Callable[[Finding], str] | None = None,
 ) -> AuditResult:
     """Audit every input; an unreadable input is recorded and the others still audited.
 
@@ -138,13 +142,15 @@ def audit(
     first, so a bad one fails (naming file and line) before any capture is read.
 
     With ``jobs`` above 1 and several inputs, the inputs are audited in that many processes, one
-    input per task; the result is the same as the serial one, in the same order.
+    input per task; the result is the same as the serial one, in the same order. Each worker then
+    also encodes its findings with ``encode`` (a report's text for one finding, say), so that work
+    is shared out too: the texts come in ``result.encoded``.
     """
     keys = load_keylogs(keylogs)
     paths = list(paths)
     if jobs > 1 and len(paths) > 1 and not discover:  # discovery compares values across all inputs
         Destinations(geoip, trackers)  # a bad --geoip or --trackers file fails here, not in a worker
-        return _audit_parallel(paths, profile, engine, policy, jobs, geoip, tuple(trackers), keys)
+        return _audit_parallel(paths, profile, engine, policy, jobs, geoip, tuple(trackers), keys, encode)
     auditor = auditor or Auditor(profile, engine, policy, discover, geoip=geoip, trackers=trackers)
     result = AuditResult(profile=profile, engine=auditor.detector.engine.name, policy=policy)
     try:
@@ -202,9 +208,11 @@ def audit_input(
 STOP = threading.Event()
 
 
-# One Auditor per worker process, built once by the pool's initializer.
+# One Auditor per worker process, built once by the pool's initializer, with its key store and
+# the function that encodes its findings (or None).
 _WORKER: list[Auditor] = []
 _WORKER_KEYS: list[KeyStore] = []
+_WORKER_ENCODE: list[Callable[[Finding], str] | None] = []
 
 
 def _init_worker(
@@ -214,9 +222,11 @@ def _init_worker(
     geoip: str | None,
     trackers: tuple[str, ...],
     keys: KeyStore | None = None,
+    encode: Callable[[Finding], str] | None = None,
 ) -> None:
     _WORKER[:] = [Auditor(profile, engine, policy, geoip=geoip, trackers=trackers)]
     _WORKER_KEYS[:] = [keys or KeyStore()]
+    _WORKER_ENCODE[:] = [encode]
 
 
 def _follow_stop(stop: Any) -> None:
@@ -241,7 +251,12 @@ def _init_worker_following(stop: Any, *initargs: Any) -> None:
     _init_worker(*initargs)
 
 
-def _audit_one(path: str) -> tuple[str, InputSummary, list[Finding], list[Notice], bool]:
+# What a worker returns for one input: engine name, summary, findings, their encodings, warnings,
+# and whether it was interrupted.
+_Done = tuple[str, InputSummary, list[Finding], list[str], list[Notice], bool]
+
+
+def _audit_one(path: str) -> _Done:
     summary = InputSummary(path=path, format=None, size=_size(path))
     findings: list[Finding] = []
     warnings: list[Notice] = []
@@ -250,7 +265,9 @@ def _audit_one(path: str) -> tuple[str, InputSummary, list[Finding], list[Notice
         audit_input(_WORKER[0], summary, findings, warnings, None, _WORKER_KEYS[0])
     except KeyboardInterrupt:
         interrupted = True  # what was read of this input is still returned
-    return _WORKER[0].detector.engine.name, summary, findings, warnings, interrupted
+    encode = _WORKER_ENCODE[0]
+    encoded = list(map(encode, findings)) if encode is not None else []
+    return _WORKER[0].detector.engine.name, summary, findings, encoded, warnings, interrupted
 
 
 def _audit_parallel(
@@ -262,6 +279,7 @@ def _audit_parallel(
     geoip: str | None = None,
     trackers: tuple[str, ...] = (),
     keys: KeyStore | None = None,
+    encode: Callable[[Finding], str] | None = None,
 ) -> AuditResult:
     # Processes, not threads: detection is CPU-bound Python. When this process runs no other
     # thread, the auditor is built once here and the workers are forked with it (a large profile
@@ -271,10 +289,10 @@ def _audit_parallel(
     # Interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the command), the parent
     # cancels the inputs not started, tells the workers to stop at their next exchange, and keeps
     # what every started input gave: the result is marked incomplete, as the serial one is.
-    initargs = (profile, engine, policy, geoip, trackers, keys)
+    initargs = (profile, engine, policy, geoip, trackers, keys, encode)
     workers = min(jobs, len(paths))
     incomplete = False
-    done: list[tuple[str, InputSummary, list[Finding], list[Notice], bool]] = []
+    done: list[_Done] = []
     try:
         forking = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if forking else "spawn")
@@ -300,11 +318,13 @@ def _audit_parallel(
     finally:
         _WORKER.clear()
         _WORKER_KEYS.clear()
+        _WORKER_ENCODE.clear()
     result = AuditResult(profile=profile, engine=done[0][0] if done else engine, policy=policy)
     result.incomplete = incomplete
-    for _engine, summary, findings, warnings, interrupted in done:
+    for _engine, summary, findings, encoded, warnings, interrupted in done:
         result.inputs.append(summary)
         result.findings.extend(findings)
+        result.encoded.extend(encoded)
         result.warnings.extend(warnings)
         result.incomplete |= interrupted
     result.verdict = sentence(result.findings, policy)

@@ -183,6 +183,8 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     started = now()
     show = env.progress if env.progress is not None else env.stderr.isatty()
     progress, factory = progress_factory(env, show and not args.no_progress)
+    # Worker processes (-j) encode their findings for a JSON report beside their audit.
+    encode = json_report.finding_text if args.format == "json" else None
     with sigterm_interrupts(), few_collections():
         if progress is not None:
             with progress:
@@ -197,6 +199,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
                     trackers=args.trackers,
                     keylogs=args.keylog,
                     discover=args.discover,
+                    encode=encode,
                 )
         else:
             result = audit(
@@ -209,6 +212,7 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
                 trackers=args.trackers,
                 keylogs=args.keylog,
                 discover=args.discover,
+                encode=encode,
             )
     if args.store and not result.incomplete:
         # One transaction: an audit interrupted before or during this leaves no run behind.

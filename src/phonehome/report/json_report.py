@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -73,11 +73,19 @@ def document(result: AuditResult, *, lazy: bool = False) -> dict[str, Any]:
 _COMPACT = json.JSONEncoder(ensure_ascii=True, separators=(", ", ": "))
 
 
+def finding_text(finding: Finding) -> str:
+    """One finding as the document writes it: what audit() workers are given to encode."""
+    return _COMPACT.encode(finding_dict(finding))
+
+
 def lines(result: AuditResult) -> Iterator[str]:
     """The document as JSON text, piece by piece: one top-level key per line, one line per item
-    of a list (finding, warning, input). Each finding is encoded as it is reached, so a large
-    audit's document never sits whole in memory."""
+    of a list (finding, warning, input). Each finding is encoded as it is reached (or taken as the
+    audit's workers encoded it with :func:`finding_text`), so a large audit's document never sits
+    whole in memory."""
     doc = document(result, lazy=True)
+    done = len(result.encoded) == len(result.findings)
+    ready: dict[str, Iterable[str]] = {"findings": result.encoded} if done else {}
     yield "{\n"
     last = len(doc) - 1
     for i, (key, value) in enumerate(doc.items()):
@@ -85,8 +93,8 @@ def lines(result: AuditResult) -> Iterator[str]:
         if isinstance(value, (list, Iterator)):
             yield f"  {_COMPACT.encode(key)}: ["
             first = True
-            for item in value:
-                yield ("\n    " if first else ",\n    ") + _COMPACT.encode(item)
+            for text in ready.get(key) or map(_COMPACT.encode, value):
+                yield ("\n    " if first else ",\n    ") + text
                 first = False
             yield f"{'' if first else chr(10) + '  '}]{comma}\n"
         else:
