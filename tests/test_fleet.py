@@ -10,18 +10,22 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dpkt
 import pytest
 
+from phonehome.audit import Spool, audit
 from phonehome.cli import Env, ExitStatus, main
 from phonehome.errors import InputError
 from phonehome.fleet import CaptureOutcome, FleetResult, load_fleet, run_fleet
-from phonehome.profile import luhn_check_digit
+from phonehome.profile import load_profile, luhn_check_digit
+from phonehome.report import json_report
 
 SERVER = bytes([42, 62, 48, 10])  # a public address, so findings carry a country
 PHONE, RESOLVER = bytes([192, 168, 1, 23]), bytes([192, 168, 1, 1])
@@ -279,6 +283,64 @@ def test_audit_jobs_gives_the_serial_findings(fleet_dir: tuple[Path, Path], tmp_
     for jobs, out in zip(["1", "2"], files, strict=True):
         run("audit", *captures, "--device", str(profile), "--format", "json", "-j", jobs, "-o", str(out))
     assert files[0].read_text() == files[1].read_text() == one[1]
+
+
+def test_audit_jobs_workers_write_out_their_findings_and_the_report_splices_them(
+    fleet_dir: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, _ = fleet_dir
+    profile = load_profile(tmp_path / "profiles" / "redmi-a.toml")
+    captures = [str(p) for p in sorted(data.rglob("*.pcap"))]
+    serial = audit(captures, profile)
+    expected = json_report.render(serial)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    parallel = audit(captures, profile, jobs=2, spool=Spool(json_report.findings_text, str(spool)))
+    # One file per input, in input order, holding the text of that input's findings.
+    assert [count for count, _file in parallel.encoded] == [
+        sum(f.source == c for f in serial.findings) for c in captures
+    ]
+    assert sorted(Path(file).parent for _count, file in parallel.encoded) == [spool] * len(captures)
+    assert json_report.render(parallel) == expected
+    out = io.BytesIO()
+    json_report.write(parallel, out)
+    assert out.getvalue().decode() == expected
+    # Findings that no longer match what was written out are encoded again, not spliced.
+    parallel.findings.pop()
+    serial.findings.pop()
+    assert json_report.render(parallel) == json_report.render(serial)
+    # A folder that cannot be written: the workers say so, and the report encodes every finding.
+    failed = audit(
+        captures, profile, jobs=2, spool=Spool(json_report.findings_text, str(tmp_path / "absent"))
+    )
+    assert failed.encoded == [] and json_report.render(failed) == expected
+
+
+def test_audit_jobs_removes_what_its_workers_wrote_out(
+    fleet_dir: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, _ = fleet_dir
+    profile = tmp_path / "profiles" / "redmi-a.toml"
+    captures = [str(p) for p in sorted(data.rglob("*.pcap"))]
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    made: list[Path] = []
+    make = tempfile.TemporaryDirectory
+
+    def recorded(*args: Any, **kwargs: Any) -> tempfile.TemporaryDirectory[str]:
+        folder = make(*args, **kwargs)
+        made.append(Path(folder.name))
+        return folder
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", recorded)
+    out = tmp_path / "report.json"
+    status, _out, _err = run(
+        "audit", *captures, "--device", str(profile), "--format", "json", "-j", "2", "-o", str(out)
+    )
+    assert status == ExitStatus.LEAKS and json.loads(out.read_text())["findings"]
+    assert [folder.parent for folder in made] == [temp]  # the workers' folder was there ...
+    assert list(temp.iterdir()) == []  # ... and is gone
     assert run("audit", captures[0], "--device", str(profile), "-j", "0")[0] == ExitStatus.BAD_INPUT
 
 

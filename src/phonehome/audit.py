@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -46,9 +47,9 @@ class AuditResult:
     suspected: list[Suspect] = field(default_factory=list)
     # True when the audit was interrupted (Ctrl-C, SIGTERM) before reading every input to its end.
     incomplete: bool = False
-    # Each finding as the ``encode`` given to audit() wrote it, in the order of ``findings``, when
-    # worker processes did it beside their audit; else empty.
-    encoded: list[str] = field(default_factory=list)
+    # Runs of ``findings``, in order, as worker processes wrote them out beside their audit (see
+    # Spool): (how many findings, the file holding their text). Empty when none did.
+    encoded: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def violations(self) -> int:
@@ -60,6 +61,20 @@ class AuditResult:
 
 
 ProgressFactory = Callable[[str, int], Callable[[int], None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Spool:
+    """How worker processes write out each input's findings for a report, beside their audit.
+
+    ``encode`` turns an input's findings into their text (JSON, say), written to a new file in
+    ``folder``: the work is shared out, and the text reaches the report through the file system
+    rather than through the pipe that brings the findings back, which would cost the parent more
+    than encoding them itself. An input whose text cannot be written is left to the report.
+    """
+
+    encode: Callable[[list[Finding]], str]
+    folder: str
 
 
 class Auditor:
@@ -134,7 +149,7 @@ def audit(
     geoip: str | None = None,
     trackers: Sequence[str] = (),
     keylogs: Sequence[str] = (),
-    encode: Callable[[Finding], str] | None = None,
+    spool: Spool | None = None,
 ) -> AuditResult:
     """Audit every input; an unreadable input is recorded and the others still audited.
 
@@ -142,15 +157,14 @@ def audit(
     first, so a bad one fails (naming file and line) before any capture is read.
 
     With ``jobs`` above 1 and several inputs, the inputs are audited in that many processes, one
-    input per task; the result is the same as the serial one, in the same order. Each worker then
-    also encodes its findings with ``encode`` (a report's text for one finding, say), so that work
-    is shared out too: the texts come in ``result.encoded``.
+    input per task; the result is the same as the serial one, in the same order. With ``spool``,
+    each worker also writes out its inputs' findings (``result.encoded``).
     """
     keys = load_keylogs(keylogs)
     paths = list(paths)
     if jobs > 1 and len(paths) > 1 and not discover:  # discovery compares values across all inputs
         Destinations(geoip, trackers)  # a bad --geoip or --trackers file fails here, not in a worker
-        return _audit_parallel(paths, profile, engine, policy, jobs, geoip, tuple(trackers), keys, encode)
+        return _audit_parallel(paths, profile, engine, policy, jobs, geoip, tuple(trackers), keys, spool)
     auditor = auditor or Auditor(profile, engine, policy, discover, geoip=geoip, trackers=trackers)
     result = AuditResult(profile=profile, engine=auditor.detector.engine.name, policy=policy)
     try:
@@ -209,10 +223,10 @@ STOP = threading.Event()
 
 
 # One Auditor per worker process, built once by the pool's initializer, with its key store and
-# the function that encodes its findings (or None).
+# where it writes out its findings (or None).
 _WORKER: list[Auditor] = []
 _WORKER_KEYS: list[KeyStore] = []
-_WORKER_ENCODE: list[Callable[[Finding], str] | None] = []
+_WORKER_SPOOL: list[Spool | None] = []
 
 
 def _init_worker(
@@ -222,11 +236,11 @@ def _init_worker(
     geoip: str | None,
     trackers: tuple[str, ...],
     keys: KeyStore | None = None,
-    encode: Callable[[Finding], str] | None = None,
+    spool: Spool | None = None,
 ) -> None:
     _WORKER[:] = [Auditor(profile, engine, policy, geoip=geoip, trackers=trackers)]
     _WORKER_KEYS[:] = [keys or KeyStore()]
-    _WORKER_ENCODE[:] = [encode]
+    _WORKER_SPOOL[:] = [spool]
 
 
 def _follow_stop(stop: Any) -> None:
@@ -251,9 +265,9 @@ def _init_worker_following(stop: Any, *initargs: Any) -> None:
     _init_worker(*initargs)
 
 
-# What a worker returns for one input: engine name, summary, findings, their encodings, warnings,
-# and whether it was interrupted.
-_Done = tuple[str, InputSummary, list[Finding], list[str], list[Notice], bool]
+# What a worker returns for one input: engine name, summary, findings, (their number, the file of
+# their text) or None, warnings, and whether it was interrupted.
+_Done = tuple[str, InputSummary, list[Finding], tuple[int, str] | None, list[Notice], bool]
 
 
 def _audit_one(path: str) -> _Done:
@@ -265,9 +279,20 @@ def _audit_one(path: str) -> _Done:
         audit_input(_WORKER[0], summary, findings, warnings, None, _WORKER_KEYS[0])
     except KeyboardInterrupt:
         interrupted = True  # what was read of this input is still returned
-    encode = _WORKER_ENCODE[0]
-    encoded = list(map(encode, findings)) if encode is not None else []
+    spool = _WORKER_SPOOL[0]
+    encoded = _write_out(spool, findings) if spool is not None else None
     return _WORKER[0].detector.engine.name, summary, findings, encoded, warnings, interrupted
+
+
+def _write_out(spool: Spool, findings: list[Finding]) -> tuple[int, str] | None:
+    """Findings written to a new file of the spool: (how many, the file), or None when it failed."""
+    try:
+        fd, name = tempfile.mkstemp(suffix=".part", dir=spool.folder)
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(spool.encode(findings))
+    except OSError:
+        return None  # the report encodes them itself
+    return len(findings), name
 
 
 def _audit_parallel(
@@ -279,7 +304,7 @@ def _audit_parallel(
     geoip: str | None = None,
     trackers: tuple[str, ...] = (),
     keys: KeyStore | None = None,
-    encode: Callable[[Finding], str] | None = None,
+    spool: Spool | None = None,
 ) -> AuditResult:
     # Processes, not threads: detection is CPU-bound Python. When this process runs no other
     # thread, the auditor is built once here and the workers are forked with it (a large profile
@@ -289,7 +314,7 @@ def _audit_parallel(
     # Interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the command), the parent
     # cancels the inputs not started, tells the workers to stop at their next exchange, and keeps
     # what every started input gave: the result is marked incomplete, as the serial one is.
-    initargs = (profile, engine, policy, geoip, trackers, keys, encode)
+    initargs = (profile, engine, policy, geoip, trackers, keys, spool)
     workers = min(jobs, len(paths))
     incomplete = False
     done: list[_Done] = []
@@ -318,13 +343,14 @@ def _audit_parallel(
     finally:
         _WORKER.clear()
         _WORKER_KEYS.clear()
-        _WORKER_ENCODE.clear()
+        _WORKER_SPOOL.clear()
     result = AuditResult(profile=profile, engine=done[0][0] if done else engine, policy=policy)
     result.incomplete = incomplete
     for _engine, summary, findings, encoded, warnings, interrupted in done:
         result.inputs.append(summary)
         result.findings.extend(findings)
-        result.encoded.extend(encoded)
+        if encoded is not None:
+            result.encoded.append(encoded)
         result.warnings.extend(warnings)
         result.incomplete |= interrupted
     result.verdict = sentence(result.findings, policy)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import gc
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -138,8 +139,8 @@ def _dump_json(path: str, result: AuditResult) -> None:
     from phonehome.report import json_report
 
     try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.writelines(json_report.lines(result))
+        with open(path, "wb") as fh:
+            json_report.write(result, fh)
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror or exc}", source=path) from None
 
@@ -166,7 +167,7 @@ def progress_factory(
 
 
 def run(args: argparse.Namespace, env: Env) -> ExitStatus:
-    from phonehome.audit import audit
+    from phonehome.audit import Spool, audit
     from phonehome.policy import load_policy
     from phonehome.profile import load_profile
     from phonehome.report import json_report, text
@@ -183,53 +184,41 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     started = now()
     show = env.progress if env.progress is not None else env.stderr.isatty()
     progress, factory = progress_factory(env, show and not args.no_progress)
-    # Worker processes (-j) encode their findings for a JSON report beside their audit.
-    encode = json_report.finding_text if args.format == "json" else None
-    with sigterm_interrupts(), few_collections():
-        if progress is not None:
-            with progress:
-                result = audit(
-                    args.captures,
-                    profile,
-                    engine=args.engine,
-                    progress=factory,
-                    policy=policy,
-                    jobs=args.jobs,
-                    geoip=args.geoip,
-                    trackers=args.trackers,
-                    keylogs=args.keylog,
-                    discover=args.discover,
-                    encode=encode,
-                )
-        else:
+    with ExitStack() as stack:
+        spool = None
+        if args.format == "json" and args.jobs > 1:
+            # Worker processes write out their findings' JSON beside their audit (audit.Spool).
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="phonehome-"))
+            spool = Spool(json_report.findings_text, folder)
+        with sigterm_interrupts(), few_collections(), progress or nullcontext():
             result = audit(
                 args.captures,
                 profile,
                 engine=args.engine,
+                progress=factory,
                 policy=policy,
                 jobs=args.jobs,
                 geoip=args.geoip,
                 trackers=args.trackers,
                 keylogs=args.keylog,
                 discover=args.discover,
-                encode=encode,
+                spool=spool,
             )
-    if args.store and not result.incomplete:
-        # One transaction: an audit interrupted before or during this leaves no run behind.
-        with open_store(args.store) as store:
-            run_id = store.save(result, started=started, finished=now())
-            env.stderr.write(f"phonehome: stored as run:{run_id} in {text.safe(store.name)}\n")
-    if args.format == "json":
-        if args.output:
-            _dump_json(args.output, result)
-        else:
-            write_output(args.output, json_report.render(result), env)
-    elif args.format == "html":
-        from phonehome.report import html
+        if args.store and not result.incomplete:
+            # One transaction: an audit interrupted before or during this leaves no run behind.
+            with open_store(args.store) as store:
+                run_id = store.save(result, started=started, finished=now())
+                env.stderr.write(f"phonehome: stored as run:{run_id} in {text.safe(store.name)}\n")
+        if args.format == "json":
+            if args.output:
+                _dump_json(args.output, result)
+            else:
+                write_output(args.output, json_report.render(result), env)
+        elif args.format == "html":
+            from phonehome.report import html
 
-        write_output(args.output, html.render(result, redact=args.redact), env)
-    else:
-        if args.output:
+            write_output(args.output, html.render(result, redact=args.redact), env)
+        elif args.output:
             with open(args.output, "w", encoding="utf-8") as fh:
                 text.render(result, Console(file=fh, width=120, no_color=True))
         else:

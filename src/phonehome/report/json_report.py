@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import operator
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from phonehome import __version__
 from phonehome.audit import AuditResult
@@ -73,19 +75,39 @@ def document(result: AuditResult, *, lazy: bool = False) -> dict[str, Any]:
 _COMPACT = json.JSONEncoder(ensure_ascii=True, separators=(", ", ": "))
 
 
-def finding_text(finding: Finding) -> str:
-    """One finding as the document writes it: what audit() workers are given to encode."""
-    return _COMPACT.encode(finding_dict(finding))
+# Between two items of a list in the document.
+_ITEM = ",\n    "
+
+
+def findings_text(findings: list[Finding]) -> str:
+    """Findings as the document writes them, one after the other: what audit() workers write out."""
+    return _ITEM.join(map(_COMPACT.encode, map(finding_dict, findings)))
 
 
 def lines(result: AuditResult) -> Iterator[str]:
     """The document as JSON text, piece by piece: one top-level key per line, one line per item
     of a list (finding, warning, input). Each finding is encoded as it is reached (or taken as the
-    audit's workers encoded it with :func:`finding_text`), so a large audit's document never sits
-    whole in memory."""
+    audit's workers wrote it out), so a large audit's document never sits whole in memory."""
+    for piece in _pieces(result):
+        yield piece if isinstance(piece, str) else piece.read_text(encoding="utf-8")
+
+
+def write(result: AuditResult, out: BinaryIO) -> None:
+    """:func:`lines` written to ``out`` as UTF-8; what workers wrote out is copied as it is."""
+    for piece in _pieces(result):
+        if isinstance(piece, str):
+            out.write(piece.encode("utf-8"))
+        else:
+            with open(piece, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _pieces(result: AuditResult) -> Iterator[str | Path]:
+    """The document's text, and in place of runs of findings the files that hold theirs."""
     doc = document(result, lazy=True)
-    done = len(result.encoded) == len(result.findings)
-    ready: dict[str, Iterable[str]] = {"findings": result.encoded} if done else {}
+    ready: dict[str, Iterable[Path]] = {}
+    if result.encoded and sum(count for count, _file in result.encoded) == len(result.findings):
+        ready["findings"] = (Path(file) for count, file in result.encoded if count)
     yield "{\n"
     last = len(doc) - 1
     for i, (key, value) in enumerate(doc.items()):
@@ -93,9 +115,16 @@ def lines(result: AuditResult) -> Iterator[str]:
         if isinstance(value, (list, Iterator)):
             yield f"  {_COMPACT.encode(key)}: ["
             first = True
-            for text in ready.get(key) or map(_COMPACT.encode, value):
-                yield ("\n    " if first else ",\n    ") + text
-                first = False
+            files = ready.get(key)
+            if files is not None:
+                for file in files:
+                    yield "\n    " if first else _ITEM
+                    yield file
+                    first = False
+            else:
+                for item in value:
+                    yield ("\n    " if first else _ITEM) + _COMPACT.encode(item)
+                    first = False
             yield f"{'' if first else chr(10) + '  '}]{comma}\n"
         else:
             yield f"  {_COMPACT.encode(key)}: {_COMPACT.encode(value)}{comma}\n"
