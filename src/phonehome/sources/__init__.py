@@ -6,8 +6,12 @@ the format from the first bytes of the file, never from its name.
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 from phonehome.errors import InputError
 from phonehome.model import Exchange, Notice
@@ -16,7 +20,15 @@ from phonehome.protocols.keylog import KeyStore, parse_keylog
 from phonehome.sources import capture, har, mitmflow
 
 Progress = Callable[[int], None]
-Reader = Callable[[str, "Progress | None"], Iterator[Exchange | Notice]]
+
+
+class Reader(Protocol):
+    """Reads the input named ``path``: from ``handle`` when given (and closes it), else it opens ``path``."""
+
+    def __call__(
+        self, path: str, progress: Progress | None = None, /, *, handle: BinaryIO | None = None
+    ) -> Iterator[Exchange | Notice]: ...
+
 
 SNIFF_BYTES = 4096
 SECRETS_TLS_KEY_LOG = 0x544C534B  # 'TLSK': an NSS key log (pcapng §4.8, Decryption Secrets Block)
@@ -55,7 +67,11 @@ def feed_packet(table: FlowTable, event: capture.Packet) -> None:
 
 
 def read_packets(
-    path: str, progress: Progress | None = None, keys: KeyStore | None = None
+    path: str,
+    progress: Progress | None = None,
+    keys: KeyStore | None = None,
+    *,
+    handle: BinaryIO | None = None,
 ) -> Iterator[Exchange | Notice]:
     """A pcap or pcapng file as exchanges: packets through the flow table.
 
@@ -66,7 +82,7 @@ def read_packets(
     count = 0
     # The table is the reader's fast lane: packets that cannot change what a flow yields (most of
     # the server's, and bare ACKs) are passed over undecoded, no Packet built for them.
-    for event in capture.read_capture(path, lane=table):
+    for event in capture.read_capture(path, lane=table, handle=handle):
         if isinstance(event, capture.Packet):
             feed_packet(table, event)
             count += 1
@@ -96,8 +112,10 @@ def load_keylogs(paths: Iterable[str]) -> KeyStore:
     return keys
 
 
-def read_har_file(path: str, _progress: Progress | None = None) -> Iterator[Exchange | Notice]:
-    return har.read_har(path)
+def read_har_file(
+    path: str, _progress: Progress | None = None, *, handle: BinaryIO | None = None
+) -> Iterator[Exchange | Notice]:
+    return har.read_har(path, handle=handle)
 
 
 READERS: dict[str, Reader] = {
@@ -115,6 +133,11 @@ def sniff(path: str) -> str:
             head = fh.read(SNIFF_BYTES)
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    return sniff_head(head, path)
+
+
+def sniff_head(head: bytes, path: str) -> str:
+    """The format of the input named ``path`` whose first bytes are ``head``."""
     if not head:
         raise InputError("empty file", source=path, offset=0)
     kind = capture.sniff_capture(head)
@@ -140,7 +163,67 @@ def read_input(
     ``keys`` (TLS secrets from key logs) is used by the formats that carry packets.
     """
     name = str(path)
-    kind = sniff(name)
+    stream = _open_stream(name)
+    if stream is None:
+        kind = sniff(name)
+        if kind in PACKET_FORMATS:
+            return kind, read_packets(name, progress, keys)
+        return kind, READERS[kind](name, progress)
+    # A pipe can be opened and read only once: its head is read here, and the reader is handed
+    # the same handle with the head put back in front.
+    head, handle = stream
+    try:
+        kind = sniff_head(head, name)
+    except InputError:
+        handle.close()
+        raise
     if kind in PACKET_FORMATS:
-        return kind, read_packets(name, progress, keys)
-    return kind, READERS[kind](name, progress)
+        return kind, read_packets(name, progress, keys, handle=handle)
+    return kind, READERS[kind](name, progress, handle=handle)
+
+
+def _open_stream(path: str) -> tuple[bytes, BinaryIO] | None:
+    """For an input that is not a regular file (a FIFO, ``<(...)``, ``/dev/stdin``): its first bytes
+    and a handle that reads it whole from the start. None for a regular file or a missing one."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # sniff() names what is wrong
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    try:
+        raw = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the reader, which closes it
+        head = b""
+        while len(head) < SNIFF_BYTES:
+            part = raw.read(SNIFF_BYTES - len(head))
+            if not part:
+                break
+            head += part
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    return head, io.BufferedReader(_Rejoined(head, raw), 1 << 20)
+
+
+class _Rejoined(io.RawIOBase):
+    """``head``, then what is left to read of ``rest``: a stream whose first bytes were read already."""
+
+    def __init__(self, head: bytes, rest: io.RawIOBase | BinaryIO) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        if self._head:
+            view = memoryview(buffer).cast("B")
+            count = min(len(view), len(self._head))
+            view[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        return self._rest.readinto(buffer)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        self._rest.close()
+        super().close()

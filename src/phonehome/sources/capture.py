@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from struct import Struct
-from typing import Any, Final, Protocol
+from typing import Any, BinaryIO, Final, Protocol
 
 from phonehome.errors import InputError
 from phonehome.model import Notice
@@ -1167,17 +1167,22 @@ class CaptureReader:
 
 
 def read_capture(
-    path: str | os.PathLike[str], chunk_size: int = 1 << 20, lane: Lane | None = None
+    path: str | os.PathLike[str],
+    chunk_size: int = 1 << 20,
+    lane: Lane | None = None,
+    handle: BinaryIO | None = None,
 ) -> Iterator[Event]:
-    """Stream a pcap or pcapng file from disk through a :class:`CaptureReader`."""
+    """Stream a pcap or pcapng file from disk through a :class:`CaptureReader`; from ``handle``,
+    when given, instead of opening ``path`` (the reading then closes it)."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
     source = os.fspath(path)
     reader = CaptureReader(source, lane)
-    try:
-        handle = open(source, "rb")  # noqa: SIM115 - closed by the with below, inside the generator
-    except OSError as exc:
-        raise InputError(f"cannot open: {exc.strerror or exc}", source=source) from exc
+    if handle is None:
+        try:
+            handle = open(source, "rb")  # noqa: SIM115 - closed by the with below, inside the generator
+        except OSError as exc:
+            raise InputError(f"cannot open: {exc.strerror or exc}", source=source) from exc
     offset = 0
     with handle:
         while True:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import accumulate
+from typing import BinaryIO
 from urllib.parse import SplitResult, quote_plus, urlsplit
 
 from phonehome.errors import InputError
@@ -86,11 +87,14 @@ def sniff_har(head: bytes) -> bool:
     return _SNIFF_RE.match(head[:SNIFF_BYTES]) is not None
 
 
-def read_har(path: str, *, max_size: int = MAX_SIZE) -> Iterator[Exchange | Notice]:
-    """Read the HAR file at ``path`` (at most ``max_size`` bytes) and parse it."""
+def read_har(
+    path: str, *, max_size: int = MAX_SIZE, handle: BinaryIO | None = None
+) -> Iterator[Exchange | Notice]:
+    """Read the HAR file at ``path`` (at most ``max_size`` bytes) and parse it; from ``handle``,
+    when given, instead of opening ``path`` (it is then closed here)."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(max_size + 1)
+        with handle or open(path, "rb") as fh:
+            data = fh.read(max_size + 1)
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror or exc}", source=path) from exc
     if len(data) > max_size:

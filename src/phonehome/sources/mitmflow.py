@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, BinaryIO
 
 from phonehome.errors import InputError
 from phonehome.model import WHERE_DNS, WHERE_RAW, Exchange, Notice, Part
@@ -235,12 +235,16 @@ def sniff_mitm(head: bytes) -> bool:
     return _SNIFF_RE.match(head[:SNIFF_BYTES]) is not None
 
 
-def read_mitm(path: str, progress: Callable[[int], None] | None = None) -> Iterator[Exchange | Notice]:
-    """Exchanges and notices for every flow in the flow file at ``path``; the only I/O here."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below, the reading is lazy
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror or exc}", source=path) from None
+def read_mitm(
+    path: str, progress: Callable[[int], None] | None = None, *, handle: BinaryIO | None = None
+) -> Iterator[Exchange | Notice]:
+    """Exchanges and notices for every flow in the flow file at ``path``; the only I/O here. From
+    ``handle``, when given, instead of opening ``path`` (it is then closed here)."""
+    if handle is None:
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below, the reading is lazy
+        except OSError as exc:
+            raise InputError(f"cannot read file: {exc.strerror or exc}", source=path) from None
     reader = TnetReader()
     index = 0
     try:
