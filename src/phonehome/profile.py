@@ -18,7 +18,6 @@ import csv
 import hashlib
 import io
 import json
-import mmap
 import os
 import quopri
 import re
@@ -33,7 +32,7 @@ from typing import Any, overload
 
 import phonenumbers
 
-from phonehome.cache import cache_folder, save_entry
+from phonehome.cache import cache_folder, map_entry, save_entry
 from phonehome.errors import InputError
 
 __all__ = [
@@ -1252,9 +1251,10 @@ def _cache_file(data: bytes, source: str, cache_dir: Path | None) -> Path | None
 
 def _load_cached(path: Path) -> Profile | None:
     """The profile saved at ``path``, or None when it is absent, damaged or written by other code."""
+    blob = map_entry(path)
+    if blob is None:
+        return None
     try:
-        with open(path, "rb") as fh:
-            blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         view = memoryview(blob)
         if bytes(view[: len(_CACHE_MAGIC)]) != _CACHE_MAGIC:
             return None

@@ -41,7 +41,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from phonehome.cache import cache_folder, save_entry
+from phonehome.cache import cache_folder, map_entry, read_entry, save_entry
 from phonehome.errors import InputError
 
 ATTRIBUTION = (
@@ -178,16 +178,19 @@ class CloudRanges:
         return directory / f"cloud-{digest.hexdigest()[:32]}.json"
 
     def _load(self, path: Path) -> bool:
+        data = read_entry(path)
+        if data is None:
+            return False  # absent: built again
         try:
-            doc = json.loads(path.read_bytes())
+            doc = json.loads(data)
             values = [(str(p), None if r is None else str(r)) for p, r in doc["values"]]
             tables = {
                 name: {(int(v), int(n)): {int(b): int(i) for b, i in rows} for v, n, rows in doc[name]}
                 for name in ("regional", "any")
             }
             date = str(doc["date"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return False  # absent or unreadable: built again
+        except (ValueError, KeyError, TypeError):
+            return False  # unreadable: built again
         if any(i >= len(values) for t in tables.values() for rows in t.values() for i in rows.values()):
             return False
         self._values, self._regional, self._any, self.date = values, tables["regional"], tables["any"], date
@@ -386,11 +389,12 @@ def _geo_table(cache_dir: Path | None = None) -> _GeoTable:
     path = None
     if directory is not None:
         path = directory / f"geolite2-{version('geoip2fast')}-{sys.byteorder}.bin"
-        try:
-            with open(path, "rb") as fh:
-                return _GeoTable(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # absent or unreadable: build it again
+        mapping = map_entry(path)
+        if mapping is not None:
+            try:
+                return _GeoTable(mapping)
+            except (ValueError, KeyError, TypeError):
+                pass  # unreadable: build it again
     data = _GeoTable.build()
     if path is not None:
         save_entry(path, data)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeAlias
 
-from phonehome.cache import cache_folder, save_entry
+from phonehome.cache import cache_folder, map_entry, save_entry
 from phonehome.detect import forms, needles
 from phonehome.detect.matcher import patterns_key
 from phonehome.detect.needles import IdentifierLike, NeedleSet
@@ -310,14 +310,13 @@ def _cache_path(identifiers: Sequence[IdentifierLike], cache_dir: Path | None) -
 def load_needles(identifiers: Sequence[IdentifierLike], cache_dir: Path | None = None) -> CompiledNeedles:
     """The compiled needles of ``identifiers``: from the cache when there, else built (and saved)."""
     path = _cache_path(identifiers, cache_dir) if len(identifiers) >= CACHE_MIN_IDENTIFIERS else None
-    if path is not None:
+    # Mapped, not read: pages of the digest tables are touched only when looked up.
+    mapping = map_entry(path) if path is not None else None
+    if mapping is not None:
         try:
-            # Mapped, not read: pages of the digest tables are touched only when looked up.
-            with open(path, "rb") as fh:
-                mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             return CompiledNeedles.load(mapping)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # absent or unreadable: build it again
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: build it again
     compiled = compile_needles(identifiers)
     if path is not None:
         save_entry(path, compiled.dump())

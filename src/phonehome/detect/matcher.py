@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from phonehome.cache import cache_folder, save_entry
+from phonehome.cache import cache_folder, read_entry, save_entry
 
 
 class Engine(Protocol):
@@ -174,10 +174,13 @@ def _load_database(path: Path) -> Any:
     """The block-mode database cached at ``path`` with its scratch space, or None."""
     import hyperscan
 
+    data = read_entry(path)
+    if data is None:
+        return None
     try:
-        database = hyperscan.loadb(path.read_bytes(), mode=hyperscan.HS_MODE_BLOCK)
+        database = hyperscan.loadb(data, mode=hyperscan.HS_MODE_BLOCK)
         database.scratch = hyperscan.Scratch(database)
-    except (OSError, hyperscan.error):
+    except hyperscan.error:
         return None
     return database
 
