@@ -193,14 +193,21 @@ def _open_stream(path: str) -> tuple[bytes, BinaryIO] | None:
         return None
     try:
         raw = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the reader, which closes it
-        head = b""
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    head = b""
+    try:
         while len(head) < SNIFF_BYTES:
             part = raw.read(SNIFF_BYTES - len(head))
             if not part:
                 break
             head += part
     except OSError as exc:
+        raw.close()
         raise InputError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    except BaseException:  # interrupted while the writer is slow
+        raw.close()
+        raise
     return head, io.BufferedReader(_Rejoined(head, raw), 1 << 20)
 
 
