@@ -177,17 +177,18 @@ def _lane_outputs(data: bytes) -> list[object]:
 
 
 def fuzz_lane(data: bytes) -> None:
-    """The C walk of the fast lane (phonehome._lane) against the pure-Python loop: same output."""
+    """The C walks of the fast lane (phonehome._lane: pcap and pcapng) against the pure-Python
+    loops: same output."""
     from phonehome.sources import capture
 
-    c_walk = capture._walk_pcap
-    if c_walk is None:
+    c_walks = capture._walk_pcap, capture._walk_pcapng
+    if c_walks[0] is None or c_walks[1] is None:
         raise AssertionError("phonehome._lane is not built: nothing to compare")
     try:
-        capture._walk_pcap = None
+        capture._walk_pcap = capture._walk_pcapng = None
         python = _lane_outputs(data)
     finally:
-        capture._walk_pcap = c_walk
+        capture._walk_pcap, capture._walk_pcapng = c_walks
     if _lane_outputs(data) != python:
         raise AssertionError("the C walk and the Python loop read this capture differently")
 

@@ -163,6 +163,117 @@ decode_record(const unsigned char *b, Py_ssize_t ip, Py_ssize_t nxt, double time
                          (const char *)b + data, end - data);
 }
 
+/* A walk in progress: the run being gathered, why the walk stopped, the record it names (`at`),
+ * a packet decoded there, and the seconds of the last record read (classic pcap only). */
+typedef struct {
+    Run run;
+    int stop;
+    Py_ssize_t at, last_sec;
+    PyObject *packet;
+} Walk;
+
+/* One whole record, from `pos` to `nxt`, whose frame holds an IPv4 header from `ip` to at most
+ * `frame_end`: passed over into the run, or decoded into w->packet, or left to Python. Returns 1 to
+ * go on with the record at *pos (moved to `nxt`), 0 to stop (w->stop set), -1 on a Python error. */
+static int
+take(Walk *w, const unsigned char *b, Py_ssize_t *pos, Py_ssize_t nxt, Py_ssize_t ip, Py_ssize_t frame_end,
+     double time, Py_ssize_t sec, Py_ssize_t base, PyObject *lanes, PyObject *pass_over, PyObject *passable)
+{
+    int answer;
+    PyObject *flow = frame_end - ip >= 40 ? lane_flow(b, ip, frame_end, lanes) : NULL;
+    if (flow == NULL && PyErr_Occurred())
+        return -1;
+    if (w->run.flow != NULL && flow != w->run.flow) {
+        /* The run ends here; this record is read afresh if the lane has output first. */
+        answer = hand_on(&w->run, pass_over);
+        if (answer) {
+            Py_XDECREF(flow);
+            if (answer < 0)
+                return -1;
+            w->stop = FLUSHED;
+            w->at = w->run.at;
+            return 0;
+        }
+    }
+    if (flow != NULL) {
+        if (w->run.flow == NULL) {
+            w->run.room = room(passable);
+            if (w->run.room < 0) {
+                Py_DECREF(flow);
+                return -1;
+            }
+            w->run.flow = flow;
+        }
+        else
+            Py_DECREF(flow);
+        w->run.count++;
+        w->run.time = time;
+        w->run.at = *pos;
+        w->run.sec = sec;
+        w->last_sec = sec;
+        *pos = nxt;
+        if (w->run.count >= w->run.room) {
+            w->at = w->run.at;
+            answer = hand_on(&w->run, pass_over);
+            if (answer < 0)
+                return -1;
+            if (answer) {
+                w->stop = FLUSHED;
+                return 0;
+            }
+        }
+        return 1;
+    }
+    w->packet = decode_record(b, ip, frame_end, time, base + *pos);
+    if (w->packet == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        w->stop = SLOW;
+        return 0;
+    }
+    w->stop = DECODED;
+    w->last_sec = sec;
+    w->at = *pos;
+    *pos = nxt;
+    return 0;
+}
+
+/* The walk's answer, (pos, last_sec, stop, at, packet), once the run it stopped inside is handed
+ * on: its answer, when true, is reported in place of the stop, and the record at pos (a packet
+ * decoded here included) is read again. NULL on a Python error. */
+static PyObject *
+finish(Walk *w, Py_ssize_t pos, PyObject *pass_over)
+{
+    if (w->run.flow != NULL) {
+        Py_ssize_t run_at = w->run.at, run_sec = w->run.sec;
+        int answer = hand_on(&w->run, pass_over);
+        if (answer < 0) {
+            Py_CLEAR(w->packet);
+            return NULL;
+        }
+        if (answer) {
+            if (w->stop == DECODED) {
+                Py_CLEAR(w->packet);
+                pos = w->at;
+            }
+            w->stop = FLUSHED;
+            w->at = run_at;
+            w->last_sec = run_sec;
+        }
+    }
+    if (w->packet == NULL)
+        return Py_BuildValue("(nninO)", pos, w->last_sec, w->stop, w->at, Py_None);
+    return Py_BuildValue("(nninN)", pos, w->last_sec, w->stop, w->at, w->packet);
+}
+
+static PyObject *
+walk_error(Walk *w)
+{
+    Py_XDECREF(w->run.flow);
+    Py_XDECREF(w->packet);
+    return NULL;
+}
+
 PyDoc_STRVAR(walk_pcap_doc,
 "walk_pcap(buf, pos, end, hlen, big, div, limit, ip_off, etype_off, lanes, pass_over, passable,\n"
 "          last_sec, base)\n"
@@ -208,16 +319,13 @@ walk_pcap(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bufobj);
-    int stop = NEED_BYTES, answer;
-    Py_ssize_t at = pos;
-    PyObject *packet = NULL;
-    Run run = {NULL, 0, 0, 0, 0.0, 0};
+    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, last_sec, NULL};
     while (end - pos >= hlen) {
         const unsigned char *rec = b + pos;
         uint32_t sec = read32(rec, (int)big), frac = read32(rec + 4, (int)big);
         uint32_t caplen = read32(rec + 8, (int)big);
         if ((Py_ssize_t)caplen > limit) {
-            stop = SLOW;
+            w.stop = SLOW;
             break;
         }
         Py_ssize_t nxt = pos + hlen + (Py_ssize_t)caplen;
@@ -225,102 +333,128 @@ walk_pcap(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             break;
         Py_ssize_t ip = pos + hlen + ip_off;
         if (nxt - ip < 20 || (etype_off >= 0 && read16be(b + pos + hlen + etype_off) != 0x0800)) {
-            stop = SLOW;
+            w.stop = SLOW;
             break;
         }
         double time = (double)sec + (double)frac / div;
-        PyObject *flow = nxt - ip >= 40 ? lane_flow(b, ip, nxt, lanes) : NULL;
-        if (flow == NULL && PyErr_Occurred())
-            goto error;
-        if (run.flow != NULL && flow != run.flow) {
-            /* The run ends here; this record is read afresh if the lane has output first. */
-            answer = hand_on(&run, pass_over);
-            if (answer) {
-                Py_XDECREF(flow);
-                if (answer < 0)
-                    goto error;
-                stop = FLUSHED;
-                at = run.at;
-                break;
-            }
-        }
-        if (flow != NULL) {
-            if (run.flow == NULL) {
-                run.room = room(passable);
-                if (run.room < 0) {
-                    Py_DECREF(flow);
-                    goto error;
-                }
-                run.flow = flow;
-            }
-            else
-                Py_DECREF(flow);
-            run.count++;
-            run.time = time;
-            run.at = pos;
-            run.sec = (Py_ssize_t)sec;
-            last_sec = (Py_ssize_t)sec;
-            pos = nxt;
-            if (run.count >= run.room) {
-                at = run.at;
-                answer = hand_on(&run, pass_over);
-                if (answer < 0)
-                    goto error;
-                if (answer) {
-                    stop = FLUSHED;
-                    break;
-                }
-            }
-            continue;
-        }
-        packet = decode_record(b, ip, nxt, time, base + pos);
-        if (packet == NULL) {
-            if (PyErr_Occurred())
-                goto error;
-            stop = SLOW;
+        int go = take(&w, b, &pos, nxt, ip, nxt, time, (Py_ssize_t)sec, base, lanes, pass_over, passable);
+        if (go < 0)
+            return walk_error(&w);
+        if (!go)
+            break;
+    }
+    return finish(&w, pos, pass_over);
+}
+
+PyDoc_STRVAR(walk_pcapng_doc,
+"walk_pcapng(buf, pos, end, big, links, max_block, lanes, pass_over, passable, base)\n"
+"--\n\n"
+"Walk pcapng blocks of ``buf`` from ``pos`` while they are Enhanced Packet Blocks for the lane.\n\n"
+"``big``: the section's byte order; ``links``: per interface of the section, ``(ip_off,\n"
+"etype_off, units, tsoffset)`` as for walk_pcap, with the interface's timestamp units per second\n"
+"and offset in seconds, or None for an interface the lane does not read; ``max_block``: the\n"
+"longest block taken; ``lanes``, ``pass_over``, ``passable`` and ``base`` as for walk_pcap.\n\n"
+"Returns ``(pos, -1, stop, at, packet)`` as walk_pcap does, the block taking the place of the\n"
+"record: any block but a whole, well-formed EPB of an interface in ``links`` is for Python.");
+
+/* The link of interface `ifid` from `links`: 1 with its fields, 0 when the lane does not read
+ * it (None, or no such interface), -1 on an error. */
+static int
+ng_link(PyObject *links, uint32_t ifid, Py_ssize_t *ip_off, Py_ssize_t *etype_off, double *units,
+        double *tsoffset)
+{
+    if ((Py_ssize_t)ifid >= PyTuple_GET_SIZE(links))
+        return 0;
+    PyObject *link = PyTuple_GET_ITEM(links, ifid);
+    if (link == Py_None)
+        return 0;
+    if (!PyTuple_CheckExact(link) || PyTuple_GET_SIZE(link) != 4) {
+        PyErr_SetString(PyExc_TypeError, "walk_pcapng: links are (ip_off, etype_off, units, tsoffset) or None");
+        return -1;
+    }
+    if (!as_ssize(PyTuple_GET_ITEM(link, 0), ip_off) || !as_ssize(PyTuple_GET_ITEM(link, 1), etype_off))
+        return -1;
+    *units = PyFloat_AsDouble(PyTuple_GET_ITEM(link, 2));
+    if (*units == -1.0 && PyErr_Occurred())
+        return -1;
+    *tsoffset = PyFloat_AsDouble(PyTuple_GET_ITEM(link, 3));
+    if (*tsoffset == -1.0 && PyErr_Occurred())
+        return -1;
+    if (*ip_off < 0 || *etype_off < -1 || (*etype_off >= 0 && *etype_off + 2 > *ip_off) || *units <= 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_pcapng: arguments out of range");
+        return -1;
+    }
+    return 1;
+}
+
+enum { EPB = 6, EPB_HEAD = 28 };
+
+static PyObject *
+walk_pcapng(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t pos, end, big, max_block, base, ip_off, etype_off;
+    double units, tsoffset;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "walk_pcapng takes 10 arguments");
+        return NULL;
+    }
+    PyObject *bufobj = args[0], *links = args[4], *lanes = args[6], *pass_over = args[7], *passable = args[8];
+    if (!PyBytes_CheckExact(bufobj) || !PyTuple_CheckExact(links) || !PyDict_CheckExact(lanes)) {
+        PyErr_SetString(PyExc_TypeError, "walk_pcapng needs bytes, a tuple and a dict");
+        return NULL;
+    }
+    if (!as_ssize(args[1], &pos) || !as_ssize(args[2], &end) || !as_ssize(args[3], &big) ||
+        !as_ssize(args[5], &max_block) || !as_ssize(args[9], &base))
+        return NULL;
+    if (pos < 0 || end < pos || end > PyBytes_GET_SIZE(bufobj) || max_block < 32 || base < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_pcapng: arguments out of range");
+        return NULL;
+    }
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bufobj);
+    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, -1, NULL};
+    while (end - pos >= 12) {
+        uint32_t btype = read32(b + pos, (int)big), blen = read32(b + pos + 4, (int)big);
+        if (btype != EPB || blen < 32 || (blen & 3) || (Py_ssize_t)blen > max_block) {
+            w.stop = SLOW;
             break;
         }
-        stop = DECODED;
-        last_sec = (Py_ssize_t)sec;
-        at = pos;
-        pos = nxt;
-        break;
-    }
-    if (run.flow != NULL) {
-        /* The walk stops inside a run: hand it on first. Its answer, when true, is reported in
-         * place of the stop, and the record at pos (a packet decoded here included) is read again. */
-        Py_ssize_t run_at = run.at, run_sec = run.sec;
-        answer = hand_on(&run, pass_over);
-        if (answer < 0)
-            goto error;
-        if (answer) {
-            if (stop == DECODED) {
-                Py_CLEAR(packet);
-                pos = at;
-            }
-            stop = FLUSHED;
-            at = run_at;
-            last_sec = run_sec;
+        Py_ssize_t nxt = pos + (Py_ssize_t)blen;
+        if (nxt > end)
+            break;
+        uint32_t ifid = read32(b + pos + 8, (int)big), caplen = read32(b + pos + 20, (int)big);
+        if (read32(b + nxt - 4, (int)big) != blen || caplen > blen - 32) {
+            w.stop = SLOW;
+            break;
         }
+        int known = ng_link(links, ifid, &ip_off, &etype_off, &units, &tsoffset);
+        if (known < 0)
+            return walk_error(&w);
+        Py_ssize_t frame = pos + EPB_HEAD, frame_end = frame + (Py_ssize_t)caplen, ip = frame + ip_off;
+        if (!known || frame_end - ip < 20 || (etype_off >= 0 && read16be(b + frame + etype_off) != 0x0800)) {
+            w.stop = SLOW;
+            break;
+        }
+        uint64_t stamp = ((uint64_t)read32(b + pos + 12, (int)big) << 32) | read32(b + pos + 16, (int)big);
+        double time = (double)stamp / units + tsoffset;
+        int go = take(&w, b, &pos, nxt, ip, frame_end, time, -1, base, lanes, pass_over, passable);
+        if (go < 0)
+            return walk_error(&w);
+        if (!go)
+            break;
     }
-    if (packet == NULL)
-        return Py_BuildValue("(nninO)", pos, last_sec, stop, at, Py_None);
-    return Py_BuildValue("(nninN)", pos, last_sec, stop, at, packet);
-error:
-    Py_XDECREF(run.flow);
-    Py_XDECREF(packet);
-    return NULL;
+    return finish(&w, pos, pass_over);
 }
 
 static PyMethodDef methods[] = {
     {"walk_pcap", (PyCFunction)(void (*)(void))walk_pcap, METH_FASTCALL, walk_pcap_doc},
+    {"walk_pcapng", (PyCFunction)(void (*)(void))walk_pcapng, METH_FASTCALL, walk_pcapng_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "phonehome._lane",
-    .m_doc = "The classic pcap reader's fast lane, in C.",
+    .m_doc = "The capture reader's fast lane, in C: classic pcap records and pcapng EPBs.",
     .m_size = 0,
     .m_methods = methods,
 };

@@ -1,4 +1,4 @@
-"""Types of the optional C fast lane (_lane.c)."""
+"""Types of the optional C fast lane (_lane.c): classic pcap records and pcapng EPBs."""
 
 from collections.abc import Callable
 from typing import Any
@@ -20,3 +20,16 @@ def walk_pcap(
     base: int,
     /,
 ) -> tuple[int, int, int, int, Any]: ...  # the last: _packet arguments, or None
+def walk_pcapng(
+    buf: bytes,
+    pos: int,
+    end: int,
+    big: bool,
+    links: tuple[tuple[int, int, float, float] | None, ...],
+    max_block: int,
+    lanes: dict[bytes, tuple[Any, bool]],
+    pass_over: Callable[[Any, float, int], bool],
+    passable: Callable[[], int],
+    base: int,
+    /,
+) -> tuple[int, int, int, int, Any]: ...  # as walk_pcap's

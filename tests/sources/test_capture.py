@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import tracemalloc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import dpkt
@@ -980,25 +980,46 @@ class _RunLane:
         return self.most - sum(n for _t, n in self.runs) % self.most
 
 
-# The walk the fast lane takes: the optional C one (phonehome._lane) and the pure-Python loop.
+# The walks the fast lane takes: the optional C ones (phonehome._lane) and the pure-Python loops.
+C_WALKS = (capture._walk_pcap, capture._walk_pcapng)
 WALKS = [
     pytest.param(
-        capture._walk_pcap,
+        C_WALKS,
         id="c",
         marks=pytest.mark.skipif(capture._walk_pcap is None, reason="phonehome._lane is not built"),
     ),
-    pytest.param(None, id="python"),
+    pytest.param((None, None), id="python"),
 ]
+
+
+def _use_walks(monkeypatch: pytest.MonkeyPatch, walks: tuple[object, object]) -> None:
+    monkeypatch.setattr(capture, "_walk_pcap", walks[0])
+    monkeypatch.setattr(capture, "_walk_pcapng", walks[1])
 
 
 @pytest.fixture(params=WALKS)
 def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> object:
-    monkeypatch.setattr(capture, "_walk_pcap", request.param)
+    _use_walks(monkeypatch, request.param)
     return request.param
 
 
+def _pcapng_of(frames: Iterable[tuple[float, bytes]], order: str = "<") -> bytes:
+    """The frames as EPBs of an Ethernet interface with microsecond stamps, behind an IDB of a
+    loopback interface the lane does not read."""
+    out = [shb(order), idb(order, linktype=0), idb(order, linktype=1)]
+    out += [epb(frame, round(t * 1e6), order, iface=1) for t, frame in frames]
+    return b"".join(out)
+
+
+# Each container the fast lane walks: classic pcap and pcapng.
+CONTAINERS = [pytest.param(lambda frames: pcap(frames), id="pcap"), pytest.param(_pcapng_of, id="pcapng")]
+
+
 @pytest.mark.usefixtures("walk")
-def test_fast_lane_passes_over_exactly_the_packets_that_cannot_matter() -> None:
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_fast_lane_passes_over_exactly_the_packets_that_cannot_matter(
+    container: Callable[[Iterable[tuple[float, bytes]]], bytes],
+) -> None:
     def down(payload: bytes = b"data", flags: int = PUSH_ACK, **kw: object) -> bytes:
         seg = dpkt.tcp.TCP(sport=80, dport=40000, seq=1, flags=flags, data=payload)
         return eth(dpkt.ip.IP(src=SERVER4, dst=CLIENT4, p=6, ttl=64, data=seg, **kw))
@@ -1028,7 +1049,7 @@ def test_fast_lane_passes_over_exactly_the_packets_that_cannot_matter() -> None:
         12.0: (bytes(eth(ip6(tcp()))), False),
         13.0: (bytes(short), False),  # IP length cuts the TCP header: no packet at all
     }
-    data = pcap((t, f) for t, (f, _) in frames.items())
+    data = container((t, f) for t, (f, _) in frames.items())
     plain = read(data)
     lane = _Lane()
     reader = CaptureReader("t.pcap", lane)
@@ -1040,6 +1061,22 @@ def test_fast_lane_passes_over_exactly_the_packets_that_cannot_matter() -> None:
     assert [e for e in fast if not isinstance(e, Flush)] == kept
     flushes = [e for e in fast if isinstance(e, Flush)]
     assert len(flushes) == len(lane.passed) // 2
+
+
+@pytest.mark.usefixtures("walk")
+def test_fast_lane_walks_big_endian_pcapng_with_its_interfaces_stamps() -> None:
+    frames = [(1.5, _down_frame()), (2.25, eth(ip4(tcp())))]  # passed over, then read
+    for tsresol, tsoffset in ((None, None), (9, None), (0x80 | 20, 100)):  # us; ns; 2^-20 s, +100 s
+        units = {None: 1e6, 9: 1e9, 0x80 | 20: float(1 << 20)}[tsresol]
+        data = shb(">") + idb(">", linktype=1, tsresol=tsresol, tsoffset=tsoffset)
+        data += b"".join(epb(frame, round(t * units), ">") for t, frame in frames)
+        lane = _Lane()
+        reader = CaptureReader("t.pcapng", lane)
+        reader.feed(data)
+        reader.close()
+        events = list(reader.events())
+        assert lane.passed == [1.5 + (tsoffset or 0)], tsresol
+        assert [e.time for e in events if isinstance(e, Packet)] == [2.25 + (tsoffset or 0)]
 
 
 @pytest.mark.usefixtures("walk")
@@ -1057,12 +1094,15 @@ def test_fast_lane_walks_big_endian_nanosecond_and_modified_pcap() -> None:
 
 
 @pytest.mark.usefixtures("walk")
-def test_a_run_of_one_flow_is_passed_over_in_calls_no_longer_than_the_lane_allows() -> None:
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_a_run_of_one_flow_is_passed_over_in_calls_no_longer_than_the_lane_allows(
+    container: Callable[[Iterable[tuple[float, bytes]]], bytes],
+) -> None:
     times = [1.0 + i for i in range(7)] + [9.0] + [10.0 + i for i in range(5)]
     frames = [(t, _down_frame() if t != 9.0 else eth(ip4(tcp()))) for t in times]  # a request at 9
     lane = _RunLane(3)
     reader = CaptureReader("t.pcap", lane)
-    reader.feed(_pcap_of(frames, "<", 0xA1B2C3D4, 16))
+    reader.feed(container(frames))
     reader.close()
     events = list(reader.events())
     assert sum(n for _t, n in lane.runs) == 12
@@ -1123,9 +1163,9 @@ def _corrupted_corpus_pcaps() -> list[object]:
     if not CORPUS_PCAP.is_dir():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"no corpus at {CORPUS_PCAP}"))]
     params = []
-    for path in sorted(CORPUS_PCAP.rglob("*.pcap")):
+    for path in sorted(p for p in CORPUS_PCAP.rglob("*") if p.suffix in (".pcap", ".pcapng")):
         data = path.read_bytes()
-        if data[:4] not in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1"):
+        if sniff_capture(data[:4]) is None:
             continue
         params.append(pytest.param(data, id=str(path.relative_to(CORPUS))))
     return params
@@ -1136,18 +1176,17 @@ def _corrupted_corpus_pcaps() -> list[object]:
 def test_c_walk_reads_every_corpus_pcap_as_the_python_loop_does(
     data: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Whole, cut short, and with bytes flipped through the records (lengths, addresses, flags):
-    # exchanges, notices, stats and errors must be the same, in any chunking.
+    # pcap and pcapng; whole, cut short, and with bytes flipped through the records (lengths,
+    # addresses, flags): exchanges, notices, stats and errors must be the same, in any chunking.
     cut = data[: len(data) * 2 // 3]
     flipped = bytearray(data)
     for at in range(24, len(flipped), 97):
         flipped[at] ^= 0x5A
-    c_walk = capture._walk_pcap
     for variant in (data, cut, bytes(flipped)):
         for chunk in (len(variant) or 1, 1500):
-            monkeypatch.setattr(capture, "_walk_pcap", None)
+            _use_walks(monkeypatch, (None, None))
             python = _lane_outputs(variant, chunk)
-            monkeypatch.setattr(capture, "_walk_pcap", c_walk)
+            _use_walks(monkeypatch, C_WALKS)
             assert _lane_outputs(variant, chunk) == python
 
 
@@ -1164,3 +1203,38 @@ def test_c_walk_refuses_arguments_outside_its_buffer() -> None:
             walk(*bad)
     with pytest.raises(TypeError):
         walk(bytearray(64), *ok[1:])
+
+
+@pytest.mark.skipif(capture._walk_pcapng is None, reason="phonehome._lane is not built")
+def test_c_pcapng_walk_refuses_arguments_outside_its_buffer_and_malformed_links() -> None:
+    walk = capture._walk_pcapng
+    assert walk is not None
+    block = epb(eth(ip4(tcp())), 1_500_000)
+    ok = (
+        block,
+        0,
+        len(block),
+        False,
+        ((14, 12, 1e6, 0.0),),
+        1 << 20,
+        {},
+        lambda _f, _t, _n: False,
+        lambda: 1,
+        0,
+    )
+    pos, _sec, stop, at, packet = walk(*ok)
+    assert (pos, stop, at) == (len(block), 3, 0) and packet is not None and packet[0] == 1.5
+    assert walk(block, 0, len(block) - 1, *ok[3:])[2] == 0  # not whole yet
+    assert walk(block, *ok[1:4], (None,), *ok[5:])[2] == 1  # an interface the lane does not read
+    assert walk(block, *ok[1:4], (), *ok[5:])[2] == 1  # no such interface
+    for index, value in ((2, len(block) + 1), (1, -1), (5, 31), (9, -1)):
+        bad = list(ok)
+        bad[index] = value
+        with pytest.raises(ValueError, match="out of range"):
+            walk(*bad)
+    for links in (((14, 12, 0.0, 0.0),), ((14, 13, 1e6, 0.0),)):
+        with pytest.raises(ValueError, match="out of range"):
+            walk(block, *ok[1:4], links, *ok[5:])
+    for links in (((14, 12),), [(14, 12, 1e6, 0.0)], (("14", 12, 1e6, 0.0),)):
+        with pytest.raises(TypeError):
+            walk(block, *ok[1:4], links, *ok[5:])

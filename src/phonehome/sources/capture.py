@@ -31,10 +31,12 @@ from phonehome.errors import InputError
 from phonehome.model import Notice
 
 _walk_pcap: Callable[..., tuple[int, int, int, int, Any]] | None
-try:  # the optional C fast lane (setup.py); without it the same walk runs in Python
+_walk_pcapng: Callable[..., tuple[int, int, int, int, Any]] | None
+try:  # the optional C fast lane (setup.py); without it the same walks run in Python
     from phonehome._lane import walk_pcap as _walk_pcap
+    from phonehome._lane import walk_pcapng as _walk_pcapng
 except ImportError:  # pragma: no cover - depends on the build
-    _walk_pcap = None
+    _walk_pcap = _walk_pcapng = None
 
 __all__ = [
     "CaptureReader",
@@ -372,6 +374,29 @@ _LANE_LINKS: Final[dict[_Layer, _LaneLink]] = {
     _raw: _lane_link(0, -1),
     _ip4: _lane_link(0, -1),
 }
+
+
+def _lane_flow(buf: bytes, frame: int, frame_end: int, link: _LaneLink, lanes: dict[bytes, Any]) -> Any:
+    """The lane's flow for the frame from ``frame`` to ``frame_end`` when the lane takes it: a plain
+    IPv4 TCP packet of a known flow, with headers whole and no option, fragment or damage the
+    decoders would report, and nothing in it the flow needs (see Lane). Else None."""
+    lane_hdr, lane_ip, lane_eth, _etype_off = link
+    ip = frame + lane_ip
+    if frame_end - ip < 40:
+        return None
+    eth, vihl, total, frag, proto = lane_hdr(buf, frame)
+    if proto != _TCP or vihl != 0x45 or eth != lane_eth or frag & 0x1FFF or 0 < total < 40:
+        return None
+    entry = lanes.get(buf[ip + 12 : ip + 24])
+    # Data offset of 5 or more, and none of FIN, SYN, RST (RFC 9293 §3.1).
+    if entry is None or buf[ip + 32] < 0x50 or buf[ip + 33] & 0x07:
+        return None
+    ip_end = ip + total if total and ip + total < frame_end else frame_end
+    if entry[1] or ip_end <= ip + 20 + ((buf[ip + 32] >> 2) & 0x3C):
+        return entry[0]
+    return None
+
+
 # Why the C walk stopped: the record at its position is not whole yet, or is for the Python loop
 # to read; or pass_over returned True; or it decoded a packet.
 _LANE_NEED_BYTES: Final = 0
@@ -544,6 +569,10 @@ class CaptureReader:
         self._order = "<"
         self._ng = _NG_STRUCTS["<"]
         self._ifaces: list[_Interface] = []
+        # per interface, how the fast lane reads it (None: it does not): for the Python loop, and
+        # (ip_off, etype_off, units, tsoffset) for the C walk
+        self._lane_links: list[_LaneLink | None] = []
+        self._walk_links: tuple[tuple[int, int, float, float] | None, ...] = ()
         self._too_many_ifaces = False
         self._first_section = True
         self._unknown_blocks: set[int] = set()
@@ -667,7 +696,7 @@ class CaptureReader:
         if link is None:
             lanes = None
         else:
-            lane_hdr, lane_ip, lane_eth, etype_off = link
+            lane_ip, etype_off = link[1], link[3]
         # The C walk (phonehome._lane) passes over what the loop below would, the same way, decodes
         # plain IPv4 TCP and UDP packets as the decoders would, and stops at the first record this
         # loop must read itself.
@@ -735,31 +764,16 @@ class CaptureReader:
                 break
             last_sec = sec
             if lanes and walk is None:
-                # The fast lane: a plain IPv4 TCP packet of a known flow, with headers whole and
-                # no option, fragment or damage the decoders would report, and nothing in it the
-                # flow needs (see Lane): passed over without building a Packet.
-                ip = pos + hlen + lane_ip
-                if nxt - ip >= 40:
-                    eth, vihl, total, frag, proto = lane_hdr(buf, pos + hlen)
-                    if (
-                        proto == _TCP
-                        and vihl == 0x45
-                        and eth == lane_eth
-                        and not frag & 0x1FFF
-                        and (total >= 40 or not total)
-                    ):
-                        entry = lanes.get(buf[ip + 12 : ip + 24])
-                        # Data offset of 5 or more, and none of FIN, SYN, RST (RFC 9293 §3.1).
-                        if entry is not None and buf[ip + 32] >= 0x50 and not buf[ip + 33] & 0x07:
-                            ip_end = ip + total if total and ip + total < nxt else nxt
-                            if entry[1] or ip_end <= ip + 20 + ((buf[ip + 32] >> 2) & 0x3C):
-                                assert pass_over is not None
-                                if pass_over(entry[0], sec + frac / div):
-                                    self._pos = nxt
-                                    self._last_sec = sec
-                                    yield Flush(base + pos)
-                                pos = nxt
-                                continue
+                # The fast lane: passed over without building a Packet.
+                assert link is not None and pass_over is not None
+                flow = _lane_flow(buf, pos + hlen, nxt, link, lanes)
+                if flow is not None:
+                    if pass_over(flow, sec + frac / div):
+                        self._pos = nxt
+                        self._last_sec = sec
+                        yield Flush(base + pos)
+                    pos = nxt
+                    continue
             if decode is not None:
                 result = decode(buf, pos + hlen, nxt)
                 if result is not None:
@@ -847,7 +861,28 @@ class CaptureReader:
         epb = ng.epb.unpack_from
         ifaces = self._ifaces
         packet = _packet
+        lane = self._lane
+        lanes = lane.lanes if lane is not None else None
+        pass_over = lane.pass_over if lane is not None else None
+        # The C walk (phonehome._lane) takes the EPBs the loop below would take, the same way.
+        walk = _walk_pcapng if lane is not None else None
+        big = self._order == ">"
         while end - pos >= 12:
+            if walk is not None:
+                assert lane is not None
+                pos, _sec, stop, at, fields = walk(
+                    buf, pos, end, big, self._walk_links, _MAX_BLOCK, lanes, pass_over, lane.passable, base
+                )
+                if stop == _LANE_DECODED:
+                    self._pos = pos
+                    yield packet(*fields)
+                    continue
+                if stop == _LANE_FLUSHED:
+                    self._pos = pos
+                    yield Flush(base + at)
+                    continue
+                if stop == _LANE_NEED_BYTES:
+                    break
             btype, blen = head(buf, pos)
             if btype == _SHB:
                 self._pos = pos
@@ -869,6 +904,17 @@ class CaptureReader:
                 ifid, high, low, caplen, _origlen = epb(buf, pos + 8)
                 if ifid < len(ifaces) and caplen <= blen - 32:
                     decode, units, tsoffset, _snaplen = ifaces[ifid]
+                    link = self._lane_links[ifid]
+                    if lanes and walk is None and link is not None:
+                        # The fast lane: passed over without building a Packet.
+                        assert pass_over is not None
+                        flow = _lane_flow(buf, pos + 28, pos + 28 + caplen, link, lanes)
+                        if flow is not None:
+                            if pass_over(flow, ((high << 32) | low) / units + tsoffset):
+                                self._pos = nxt
+                                yield Flush(base + pos)
+                            pos = nxt
+                            continue
                     if decode is not None:
                         result = decode(buf, pos + 28, pos + 28 + caplen)
                         if result is not None:
@@ -913,6 +959,8 @@ class CaptureReader:
         self._order = order
         self._ng = ng
         self._ifaces = []
+        self._lane_links = []
+        self._walk_links = ()
         self._too_many_ifaces = False
         yield from ()
         return True
@@ -976,6 +1024,10 @@ class CaptureReader:
                 offset,
             )
         self._ifaces.append((decode, units, tsoffset, snaplen))
+        link = _LANE_LINKS.get(decode) if decode is not None else None
+        self._lane_links.append(link)
+        walk_link = None if link is None else (link[1], link[3], units, float(tsoffset))
+        self._walk_links = (*self._walk_links, walk_link)
 
     def _frame(self, ifid: int, start: int, caplen: int, time_units: int, offset: int) -> Iterator[Event]:
         """The frame of a PB, an SPB, or an EPB that did not take the fast path."""
