@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from factories import CORPUS, NO_CORPUS
+from phonehome.attribute.geo import find_mmdb
 from phonehome.cli import Env, ExitStatus, main
 from phonehome.demo import factory_capture
 
@@ -100,6 +101,31 @@ def test_json_document_and_exit_status_for_leaks(tmp_path: Path, profile: Path) 
     assert ("imei", "md5", "body") in encodings
     assert ("phone", "url", "body") in encodings
     assert ("carrier", "plain", "query") in encodings
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_broken_geolocation_database_found_on_the_machine_is_skipped_with_a_warning(
+    tmp_path: Path, profile: Path, monkeypatch: pytest.MonkeyPatch, jobs: str
+) -> None:
+    home = tmp_path / "home"
+    broken = home / ".local" / "share" / "GeoIP" / "GeoLite2-Country.mmdb"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a MaxMind database")
+    monkeypatch.setenv("HOME", str(home))
+    if find_mmdb() != str(broken):
+        pytest.skip("this machine has a geolocation database of its own, found first")
+    pcap = tmp_path / "c.pcap"
+    pcap.write_bytes(factory_capture())
+    status, out, _ = run(
+        "audit", str(pcap), str(pcap), "--device", str(profile), "--format", "json", "-j", jobs
+    )
+    assert status == ExitStatus.LEAKS
+    doc = json.loads(out)
+    (warning,) = [w for w in doc["warnings"] if w["source"] == str(broken)]
+    assert warning["message"].startswith(
+        "geolocation database skipped, countries come from the bundled tables"
+    )
+    assert {f["country_source"].split()[0] for f in doc["findings"]} <= {"geolite2", "registry", "private"}
 
 
 def test_clean_capture_exits_zero(tmp_path: Path) -> None:

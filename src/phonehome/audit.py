@@ -163,10 +163,14 @@ def audit(
     keys = load_keylogs(keylogs)
     paths = list(paths)
     if jobs > 1 and len(paths) > 1 and not discover:  # discovery compares values across all inputs
-        Destinations(geoip, trackers)  # a bad --geoip or --trackers file fails here, not in a worker
-        return _audit_parallel(paths, profile, engine, policy, jobs, geoip, tuple(trackers), keys, spool)
+        # A bad --geoip or --trackers file fails here, not in a worker.
+        skipped = Destinations(geoip, trackers).geo.skipped
+        result = _audit_parallel(paths, profile, engine, policy, jobs, geoip, tuple(trackers), keys, spool)
+        result.warnings[:0] = _skipped_notices(skipped)
+        return result
     auditor = auditor or Auditor(profile, engine, policy, discover, geoip=geoip, trackers=trackers)
     result = AuditResult(profile=profile, engine=auditor.detector.engine.name, policy=policy)
+    result.warnings.extend(_skipped_notices(auditor.geo.skipped))
     try:
         for path in paths:
             size = _size(path)
@@ -182,6 +186,14 @@ def audit(
     if auditor.discoverer is not None:
         result.suspected = auditor.discoverer.suspects()
     return result
+
+
+def _skipped_notices(skipped: InputError | None) -> list[Notice]:
+    """A warning for the geolocation database found on this machine that could not be read."""
+    if skipped is None:
+        return []
+    message = f"geolocation database skipped, countries come from the bundled tables: {skipped.message}"
+    return [Notice(skipped.source or "geolocation", message, skipped.offset)]
 
 
 def _size(path: str) -> int:

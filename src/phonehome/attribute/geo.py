@@ -443,13 +443,16 @@ class Geo:
         is read); without it, one found in the usual places when ``discover``."""
         path = mmdb or (find_mmdb() if discover else None)
         self.mmdb: Mmdb | None = None
+        # A database found on its own that cannot be read: not the user's request, so the audit
+        # goes on without it, and says so (audit() makes it a warning).
+        self.skipped: InputError | None = None
         if path is not None:
             try:
                 self.mmdb = Mmdb(path)
-            except InputError:
+            except InputError as exc:
                 if mmdb is not None:
                     raise
-                # A broken file found on its own is not the user's request; go on without it.
+                self.skipped = exc
         self.geolite2 = GeoLite2()
         self.registry = Registry()
         self.use_cloud = cloud
