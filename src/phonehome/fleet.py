@@ -37,6 +37,7 @@ from phonehome.audit import Auditor, InputSummary, audit_input
 from phonehome.errors import InputError
 from phonehome.model import Finding, Notice
 from phonehome.sources import sniff
+from phonehome.tomldoc import parse_toml
 
 __all__ = [
     "CaptureOutcome",
@@ -148,13 +149,7 @@ def _toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=str(path)) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        raise InputError(f"not valid TOML: {exc}", source=str(path), line=line) from None
-    except RecursionError:  # tomllib recurses per level of nested arrays and inline tables
-        raise InputError("not valid TOML: nested too deeply", source=str(path)) from None
+    return parse_toml(text, str(path))
 
 
 _ENTRY_KEYS = frozenset({"profile", "model", "firmware", "policy"})

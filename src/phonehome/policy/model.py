@@ -22,7 +22,8 @@ from typing import Any
 from phonehome.attribute.owners import ROLES as OWNER_ROLES
 from phonehome.errors import InputError
 from phonehome.policy.countries import COUNTRY_NAMES
-from phonehome.profile import KINDS, _parse_toml, key_line, key_lines
+from phonehome.profile import KINDS
+from phonehome.tomldoc import key_line, key_lines, parse_toml
 
 __all__ = [
     "CATEGORIES",
@@ -231,7 +232,7 @@ def _describe(kind: str, match: Match, written: dict[str, list[str]]) -> str:
 
 def parse_policy(text: str, source: str) -> Policy:
     """Parse a policy's TOML ``text``; ``source`` names it in errors and in each rule's label."""
-    data = _parse_toml(text, source)
+    data = parse_toml(text, source)
     reader = _Reader(text, source)
     for key, value in data.items():
         if key not in _TABLES:
