@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import dpkt
 import pytest
 
 from phonehome.cli import Env, main
@@ -86,6 +87,17 @@ def test_every_file_is_written(demo: tuple[int, str, Path]) -> None:
     assert {"redmi-1s.toml", "diff-factory-updated.json"} <= names
     for demo_run in RUNS:
         assert f"{demo_run.name}.json" in names and f"{demo_run.name}.pcap" in names
+
+
+def test_the_tcp_segments_acknowledge_only_with_ack_set(demo: tuple[int, str, Path]) -> None:
+    _status, _out, out_dir = demo
+    for demo_run in RUNS:
+        with open(out_dir / f"{demo_run.name}.pcap", "rb") as fh:
+            segments = [dpkt.ethernet.Ethernet(frame).data.data for _ts, frame in dpkt.pcap.Reader(fh)]
+        tcp = [s for s in segments if isinstance(s, dpkt.tcp.TCP)]
+        assert tcp and any(s.flags == dpkt.tcp.TH_SYN for s in tcp)
+        assert all(s.ack == 0 for s in tcp if not s.flags & dpkt.tcp.TH_ACK)
+        assert all(s.ack != 0 for s in tcp if s.flags & dpkt.tcp.TH_ACK)
 
 
 def test_the_client_hello_is_well_formed() -> None:

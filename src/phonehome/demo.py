@@ -118,22 +118,36 @@ class _Capture:
         self.port += 1
         sport, cseq, sseq = self.port, 1_000_000 + self.port * 7919, 3_000_000
 
+        ack, psh = dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK
+
         def seg(out: bool, flags: int, data: bytes = b"") -> None:
+            # The acknowledgment number is zero unless ACK is set (RFC 9293 §3.1): a SYN carries none.
             nonlocal cseq, sseq
             if out:
                 tcp = dpkt.tcp.TCP(
-                    sport=sport, dport=dport, seq=cseq, ack=sseq, flags=flags, win=65535, data=data
+                    sport=sport,
+                    dport=dport,
+                    seq=cseq,
+                    ack=sseq if flags & ack else 0,
+                    flags=flags,
+                    win=65535,
+                    data=data,
                 )
                 cseq += len(data) + (1 if flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_FIN) else 0)
                 self._frame(self._ip(PHONE_IP, server, dpkt.ip.IP_PROTO_TCP, tcp), True)
             else:
                 tcp = dpkt.tcp.TCP(
-                    sport=dport, dport=sport, seq=sseq, ack=cseq, flags=flags, win=65535, data=data
+                    sport=dport,
+                    dport=sport,
+                    seq=sseq,
+                    ack=cseq if flags & ack else 0,
+                    flags=flags,
+                    win=65535,
+                    data=data,
                 )
                 sseq += len(data) + (1 if flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_FIN) else 0)
                 self._frame(self._ip(server, PHONE_IP, dpkt.ip.IP_PROTO_TCP, tcp), False)
 
-        ack, psh = dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK
         seg(True, dpkt.tcp.TH_SYN)
         seg(False, dpkt.tcp.TH_SYN | ack)
         seg(True, ack)
