@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -148,6 +149,56 @@ def test_only_application_secrets_still_decrypt_the_application_data() -> None:
     out = _run(dec, [(CLIENT, s.client), (SERVER, s.server)])
     assert out[CLIENT] == b"".join(CLIENT_SAYS)
     # The encrypted handshake records had no key: counted, not delivered.
+    assert any("authentication failed" in p for p in dec.problems())
+
+
+def _records(stream: bytes) -> list[bytes]:
+    """The TLS records of a stream, each whole (header and payload)."""
+    out, pos = [], 0
+    while pos < len(stream):
+        size = 5 + int.from_bytes(stream[pos + 3 : pos + 5], "big")
+        out.append(stream[pos : pos + size])
+        pos += size
+    return out
+
+
+def _seal13(secret: bytes, seq: int, content: bytes, inner_type: int) -> bytes:
+    """One TLS 1.3 record of TLS_AES_256_GCM_SHA384 (RFC 8446 §5.2-5.3), written without the decryptor."""
+    key = hkdf_expand_label(secret, b"key", b"", 32, "sha384")
+    iv = hkdf_expand_label(secret, b"iv", b"", 12, "sha384")
+    nonce = bytes(a ^ b for a, b in zip(iv, seq.to_bytes(12, "big"), strict=True))
+    inner = content + bytes([inner_type])
+    header = b"\x17\x03\x03" + (len(inner) + 16).to_bytes(2, "big")
+    return header + AESGCM(key).encrypt(nonce, inner, header)
+
+
+def test_a_key_update_moves_that_direction_to_its_next_keys() -> None:
+    s = SESSIONS[None]
+    assert s.cipher == "TLS_AES_256_GCM_SHA384"
+    (secret,) = [x.secret for x in parse_keylog(s.keylog)[0] if x.label == "CLIENT_TRAFFIC_SECRET_0"]
+    records = _records(s.client)
+    # The client's last record is its close_notify; before it, its Finished and then application
+    # records numbered from 0 under CLIENT_TRAFFIC_SECRET_0 (RFC 8446 §5.3).
+    kept = records[:-1]
+    seq = sum(r[0] == 0x17 for r in kept) - 1
+    key_update = bytes([24, 0, 0, 1, 0])  # KeyUpdate, update_not_requested (§4.6.3)
+    stream = b"".join(kept)
+    for generation in range(1, 4):
+        stream += _seal13(secret, seq, key_update, 0x16)
+        # §7.2: application_traffic_secret_N+1 = HKDF-Expand-Label(secret_N, "traffic upd", "", 48)
+        secret = hkdf_expand_label(secret, b"traffic upd", b"", 48, "sha384")
+        stream += _seal13(secret, 0, f"after update {generation};".encode(), 0x17)
+        stream += _seal13(secret, 1, b"again;", 0x17)
+        seq = 2
+    dec = TlsDecryptor(_keys(s))
+    out = _run(dec, [(CLIENT, stream), (SERVER, s.server)])
+    expected = b"".join(CLIENT_SAYS) + b"".join(b"after update %d;again;" % g for g in range(1, 4))
+    assert out[CLIENT] == expected
+    assert dec.problems() == []
+    # Without the update, the records after it do not open: the next keys are what made them.
+    stale = b"".join(kept) + _seal13(secret, 0, b"lost", 0x17)
+    dec = TlsDecryptor(_keys(s))
+    assert _run(dec, [(CLIENT, stale), (SERVER, s.server)])[CLIENT] == b"".join(CLIENT_SAYS)
     assert any("authentication failed" in p for p in dec.problems())
 
 
