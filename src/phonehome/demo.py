@@ -116,37 +116,25 @@ class _Capture:
     def tcp(self, server: bytes, dport: int, turns: list[tuple[bytes, bytes]], mss: int = 536) -> None:
         """One TCP connection: for each turn the phone sends its bytes and the server answers."""
         self.port += 1
-        sport, cseq, sseq = self.port, 1_000_000 + self.port * 7919, 3_000_000
-
+        sport = self.port
+        # Next sequence number of each side: the phone's (out) and the server's.
+        seq = {True: 1_000_000 + sport * 7919, False: 3_000_000}
         ack, psh = dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK
 
         def seg(out: bool, flags: int, data: bytes = b"") -> None:
-            # The acknowledgment number is zero unless ACK is set (RFC 9293 §3.1): a SYN carries none.
-            nonlocal cseq, sseq
-            if out:
-                tcp = dpkt.tcp.TCP(
-                    sport=sport,
-                    dport=dport,
-                    seq=cseq,
-                    ack=sseq if flags & ack else 0,
-                    flags=flags,
-                    win=65535,
-                    data=data,
-                )
-                cseq += len(data) + (1 if flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_FIN) else 0)
-                self._frame(self._ip(PHONE_IP, server, dpkt.ip.IP_PROTO_TCP, tcp), True)
-            else:
-                tcp = dpkt.tcp.TCP(
-                    sport=dport,
-                    dport=sport,
-                    seq=sseq,
-                    ack=cseq if flags & ack else 0,
-                    flags=flags,
-                    win=65535,
-                    data=data,
-                )
-                sseq += len(data) + (1 if flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_FIN) else 0)
-                self._frame(self._ip(server, PHONE_IP, dpkt.ip.IP_PROTO_TCP, tcp), False)
+            ports, ips = ((sport, dport), (PHONE_IP, server)) if out else ((dport, sport), (server, PHONE_IP))
+            tcp = dpkt.tcp.TCP(
+                sport=ports[0],
+                dport=ports[1],
+                seq=seq[out],
+                # Zero unless ACK is set (RFC 9293 §3.1): a SYN acknowledges nothing.
+                ack=seq[not out] if flags & ack else 0,
+                flags=flags,
+                win=65535,
+                data=data,
+            )
+            seq[out] += len(data) + (1 if flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_FIN) else 0)
+            self._frame(self._ip(ips[0], ips[1], dpkt.ip.IP_PROTO_TCP, tcp), out)
 
         seg(True, dpkt.tcp.TH_SYN)
         seg(False, dpkt.tcp.TH_SYN | ack)
