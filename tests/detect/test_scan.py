@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factories import SAMPLES
+from phonehome.detect.decoders import Budget, base64_runs, peel
 from phonehome.detect.forms import forms_of
 from phonehome.detect.matcher import hyperscan_available
-from phonehome.detect.scan import Detector, digest_tokens, escape_bytes, evidence, wrap_chain
+from phonehome.detect.scan import IN_PLACE, Detector, digest_tokens, escape_bytes, evidence, wrap_chain
 from phonehome.profile import Identifier
 
 ENGINES = ["aho-corasick", *(["hyperscan"] if hyperscan_available() else [])]
@@ -301,3 +302,57 @@ def test_digest_tokens_on_known_digests() -> None:
     data = b"a=" + md5.hex().encode() + b"&b=" + base64.b64encode(md5) + b"&c=x" + md5.hex().encode()
     found = digest_tokens(data)
     assert [(raw, b64) for _s, _e, raw, b64 in found] == [(md5, False), (md5, True)]
+
+
+def _scan_every_view(detector: Detector, data: bytes) -> tuple[list[tuple[int, str, str]], list[str]]:
+    """What scanning the part and each view :func:`peel` gives would report, view by view: the
+    first hit of each (identifier, chain), a view decoded in place reporting only identifiers its
+    parent did not show."""
+    budget = Budget()
+    found: dict[tuple[int, str], tuple[int, str, str]] = {}
+    seen: dict[tuple[str, ...], set[int]] = {}
+    for chain, view in [((), data), *peel(data, budget)]:
+        hits = detector._scan_view(view, chain, base64_runs(view))
+        parent = seen.get(chain[:-1], set()) if chain and chain[-1] in IN_PLACE else set()
+        for hit in hits:
+            if hit.ident not in parent:
+                found.setdefault((hit.ident, hit.encoding), (hit.ident, hit.encoding, hit.evidence))
+        seen[chain] = {hit.ident for hit in hits} | parent
+    return list(found.values()), budget.warnings or []
+
+
+# Values of the samples wrapped in layers, with digits, padding and escapes around them.
+_LAYERS: list[Callable[[bytes], bytes]] = [
+    base64.b64encode,
+    base64.urlsafe_b64encode,
+    lambda b: b.hex().encode(),
+    lambda b: gzip.compress(b, mtime=0),
+    zlib.compress,
+    lambda b: quote(b.decode("latin-1"), safe="").encode(),
+    lambda b: json.dumps(b.decode("latin-1")).encode(),
+    lambda b: _md5(b).hex().encode(),
+]
+
+
+@st.composite
+def _layered(draw: st.DrawFn) -> bytes:
+    value = SAMPLES[draw(st.sampled_from(KINDS))].value.encode()
+    for layer in draw(st.lists(st.sampled_from(_LAYERS), max_size=5)):
+        value = layer(value)
+        if draw(st.booleans()):
+            ends = st.sampled_from([b"", b"&x=1", b"==", b"\\n"])
+            value = draw(st.binary(max_size=12)) + value + draw(ends)
+    return value
+
+
+_WALK_DETECTOR = Detector(list(SAMPLES.values()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_layered() | st.binary(max_size=40), min_size=1, max_size=4).map(b" ".join))
+def test_the_walk_reports_what_scanning_every_peeled_view_would(data: bytes) -> None:
+    detector = _WALK_DETECTOR
+    hits, warnings = detector.scan(data)
+    assert ([(h.ident, h.encoding, h.evidence) for h in hits], list(warnings)) == _scan_every_view(
+        detector, data
+    )

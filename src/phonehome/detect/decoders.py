@@ -1,9 +1,12 @@
 """Peel the layers apps wrap data in: URL-encoding, JSON escapes, base64, hex, compression.
 
-Each decoder is a table entry: a cheap test of whether it could apply, and a function that yields
-decoded views of the bytes. Views are peeled recursively up to a depth and a total-size budget, so
-base64 of gzip of JSON carrying an IMEI is found, and a decompression bomb or a base64 tower is
-stopped with a warning rather than followed.
+Each decoder is a table entry: a cheap test of whether it could apply, and a function that adds
+the views it decodes to a list (:func:`layer_below` gives one layer of them). Views are peeled
+recursively up to a depth and a total-size budget (:func:`peel`, and the detector's own walk, which
+scans each view as it goes), so base64 of gzip of JSON carrying an IMEI is found, and a
+decompression bomb or a base64 tower is stopped with a warning rather than followed. The runs of
+base64 characters of a view are found once and shared by the base64 and hex decoders and the
+digest tokens.
 """
 
 from __future__ import annotations
@@ -93,11 +96,11 @@ _JSON_SIMPLE = {
 }
 
 
-def _url(data: bytes, _budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
+def _url(data: bytes, _budget: Budget, _depth: int, _b64: Runs, out: list[Step]) -> None:
     # Only where a %XX escape shows the bytes really are URL-encoded: '+' alone is too common
     # (base64, phone numbers) to decode on its own, and decoding it twice would turn "%2B" into " ".
     if b"%" in data and _PERCENT.search(data):
-        yield "url", unquote_to_bytes(data.replace(b"+", b" "))
+        out.append(("url", unquote_to_bytes(data.replace(b"+", b" "))))
 
 
 def _json_unescape_one(m: re.Match[bytes]) -> bytes:
@@ -110,19 +113,22 @@ def _json_unescape_one(m: re.Match[bytes]) -> bytes:
     return _JSON_SIMPLE[text[1:2]]
 
 
-def _json(data: bytes, _budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
+def _json(data: bytes, _budget: Budget, _depth: int, _b64: Runs, out: list[Step]) -> None:
     if b"\\" in data and _JSON_ESCAPE.search(data):
-        yield "json", _JSON_ESCAPE.sub(_json_unescape_one, data)
+        out.append(("json", _JSON_ESCAPE.sub(_json_unescape_one, data)))
 
 
-def _base64(data: bytes, budget: Budget, depth: int) -> Iterator[tuple[str, bytes]]:
-    if len(data) < (MIN_B64_NESTED if depth else MIN_B64):
-        return  # too short to hold a token
+def _base64(data: bytes, _budget: Budget, depth: int, b64: Runs, out: list[Step]) -> None:
     # A token is a maximal run of base64 characters; its "=" padding is not needed to decode it.
-    for count, (start, end) in enumerate(runs(data, B64_CLASS, MIN_B64_NESTED if depth else MIN_B64)):
+    least = MIN_B64_NESTED if depth else MIN_B64
+    count = 0
+    for start, end in b64:
+        if end - start < least:
+            continue
         if count >= MAX_TOKENS:
-            budget.warn(f"more than {MAX_TOKENS} base64 tokens in one part; the rest not decoded")
+            out.append(f"more than {MAX_TOKENS} base64 tokens in one part; the rest not decoded")
             return
+        count += 1
         token = data[start:end]
         if token.isdigit():
             continue  # a long number, not base64
@@ -135,39 +141,45 @@ def _base64(data: bytes, budget: Budget, depth: int) -> Iterator[tuple[str, byte
                 decoded = base64.b64decode(padded, validate=True)
         except (binascii.Error, ValueError):
             continue
-        yield "base64", decoded
+        out.append(("base64", decoded))
 
 
-def _hex(data: bytes, budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
-    if len(data) < MIN_HEX:
-        return  # too short to hold a token
+def _hex(data: bytes, _budget: Budget, _depth: int, b64: Runs, out: list[Step]) -> None:
+    # A maximal run of hex digits lies inside a maximal run of base64 characters, which hold them all.
     count = 0
-    for start, end in runs(data, HEX_CLASS, MIN_HEX):  # a maximal run of hex digits
-        token = data[start:end]
-        if len(token) % 2:
-            continue  # an odd run of hex digits is not bytes
-        if count >= MAX_TOKENS:
-            budget.warn(f"more than {MAX_TOKENS} hex tokens in one part; the rest not decoded")
-            return
-        count += 1
-        if token.isdigit():
+    for b64_start, b64_end in b64:
+        if b64_end - b64_start < MIN_HEX:
             continue
-        yield "hex", bytes.fromhex(token.decode("ascii"))
+        for start, end in runs(data[b64_start:b64_end], HEX_CLASS, MIN_HEX):
+            if (end - start) % 2:
+                continue  # an odd run of hex digits is not bytes
+            if count >= MAX_TOKENS:
+                out.append(f"more than {MAX_TOKENS} hex tokens in one part; the rest not decoded")
+                return
+            count += 1
+            token = data[b64_start + start : b64_start + end]
+            if token.isdigit():
+                continue
+            out.append(("hex", bytes.fromhex(token.decode("ascii"))))
 
 
-def _compressed(data: bytes, budget: Budget, _depth: int) -> Iterator[tuple[str, bytes]]:
+def _compressed(data: bytes, budget: Budget, _depth: int, _b64: Runs, out: list[Step]) -> None:
     kind = sniff_compression(data)
     if kind is None:
         return
-    out, warning = decompress("deflate" if kind == "zlib" else kind, data, max(budget.bytes_left, 0))
+    decoded, warning = decompress("deflate" if kind == "zlib" else kind, data, max(budget.bytes_left, 0))
     if warning:
-        budget.warn(warning)
-    if out:
-        yield kind, out
+        out.append(warning)
+    if decoded:
+        out.append((kind, decoded))
 
+
+# A view one layer down (its layer and bytes), or a warning, given where it falls among the views.
+Step = tuple[str, bytes] | str
+Runs = list[tuple[int, int]]
 
 # Order matters only for which chain is reported first; every decoder is tried on every view.
-DECODERS: tuple[Callable[[bytes, Budget, int], Iterator[tuple[str, bytes]]], ...] = (
+DECODERS: tuple[Callable[[bytes, Budget, int, Runs, list[Step]], None], ...] = (
     _compressed,
     _url,
     _json,
@@ -176,23 +188,61 @@ DECODERS: tuple[Callable[[bytes, Budget, int], Iterator[tuple[str, bytes]]], ...
 )
 
 
+def base64_runs(data: bytes) -> Runs:
+    """The maximal runs of base64 characters (either alphabet) that a decoder or digest may read:
+    at least :data:`MIN_B64_NESTED` long. Found once per view, for every reader of them."""
+    return runs(data, B64_CLASS, MIN_B64_NESTED)
+
+
+def layer_below(data: bytes, budget: Budget, depth: int, b64: Runs | None = None) -> list[Step]:
+    """Every view one layer below ``data`` at ``depth``, in :data:`DECODERS` order, with the
+    warnings where they fall among them; ``b64`` is :func:`base64_runs` of ``data`` when known.
+
+    Only decompression reads the budget (what is left bounds its output): the caller takes each
+    view out of the budget (:func:`take`) and walks below it before the next view is made.
+    Decompression comes first, so it sees the budget as the views before it left it.
+    """
+    if b64 is None:
+        b64 = base64_runs(data)
+    out: list[Step] = []
+    for decoder in DECODERS:
+        decoder(data, budget, depth, b64, out)
+    return out
+
+
+def take(budget: Budget, view: bytes) -> bool:
+    """Take ``view`` out of ``budget``; False, with a warning, when the budget cannot pay for it.
+    The views after it at the same depth are then not walked either."""
+    if budget.views_left <= 0 or budget.bytes_left < len(view):
+        budget.warn("decoding budget for one part spent; deeper layers not decoded")
+        return False
+    budget.views_left -= 1
+    budget.bytes_left -= len(view)
+    return True
+
+
+def too_deep(data: bytes, budget: Budget) -> None:
+    """At :data:`MAX_DEPTH`, nothing more is peeled. Say so only where another layer is plain to
+    see (compressed, or wholly one base64 token): a tower of encodings is hostile or broken, and
+    anything found inside it would be missed."""
+    if sniff_compression(data) or (_B64_WHOLE.fullmatch(data) and not data.isdigit()):
+        budget.warn(f"encoded more than {MAX_DEPTH} layers deep; the inner layers not decoded")
+
+
 def peel(data: bytes, budget: Budget, depth: int = 0) -> Iterator[tuple[tuple[str, ...], bytes]]:
     """Every decoded view of ``data`` below the top one, with the chain of layers (outermost first)."""
     if depth >= MAX_DEPTH:
-        # Say so only where another layer is plain to see (compressed, or wholly one base64 token): a
-        # tower of encodings is hostile or broken, and anything found inside it would be missed.
-        if sniff_compression(data) or (_B64_WHOLE.fullmatch(data) and not data.isdigit()):
-            budget.warn(f"encoded more than {MAX_DEPTH} layers deep; the inner layers not decoded")
+        too_deep(data, budget)
         return
-    for decoder in DECODERS:
-        for layer, view in decoder(data, budget, depth):
-            if view == data or not view:
-                continue
-            if budget.views_left <= 0 or budget.bytes_left < len(view):
-                budget.warn("decoding budget for one part spent; deeper layers not decoded")
-                return
-            budget.views_left -= 1
-            budget.bytes_left -= len(view)
-            yield (layer,), view
-            for chain, inner in peel(view, budget, depth + 1):
-                yield (layer, *chain), inner
+    for step in layer_below(data, budget, depth):
+        if isinstance(step, str):
+            budget.warn(step)
+            continue
+        layer, view = step
+        if view == data or not view:
+            continue
+        if not take(budget, view):
+            return
+        yield (layer,), view
+        for chain, inner in peel(view, budget, depth + 1):
+            yield (layer, *chain), inner

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from phonehome.detect.compiled import load_needles
-from phonehome.detect.decoders import B64_CLASS, Budget, peel, runs
+from phonehome.detect.decoders import (
+    MAX_DEPTH,
+    Budget,
+    Runs,
+    base64_runs,
+    layer_below,
+    take,
+    too_deep,
+)
 from phonehome.detect.matcher import Engine, build_engine, cached_engine
 from phonehome.detect.needles import IdentifierLike
 
@@ -139,21 +147,47 @@ class Detector:
     def _scan(self, data: bytes) -> tuple[list[Hit], list[str]]:
         budget = Budget()
         found: dict[tuple[int, str], Hit] = {}
-        top = self._scan_view(data, ())
-        for hit in top:
-            found.setdefault((hit.ident, hit.encoding), hit)
-        # A view decoded in place (URL, JSON escapes) still holds everything its parent held; it
-        # reports only what the parent did not already show, so URL-decoding a query that carries
-        # a plain IMEI adds no "url" finding. Extracted views (base64, hex, compressed) are new bytes.
-        seen: dict[tuple[str, ...], set[int]] = {(): {h.ident for h in top}}
-        for chain, view in peel(data, budget):
-            hits = self._scan_view(view, chain)
-            parent = seen.get(chain[:-1], set()) if chain[-1] in IN_PLACE else set()
-            for hit in hits:
-                if hit.ident not in parent:
-                    found.setdefault((hit.ident, hit.encoding), hit)
-            seen[chain] = {hit.ident for hit in hits} | parent
+        self._walk(data, (), 0, budget, found, None)
         return list(found.values()), budget.warnings or []
+
+    def _walk(
+        self,
+        data: bytes,
+        chain: tuple[str, ...],
+        depth: int,
+        budget: Budget,
+        found: dict[tuple[int, str], Hit],
+        parent: set[int] | None,
+    ) -> None:
+        """Scan one view, then every view below it, depth first; the first hit of each
+        (identifier, encoding chain) is kept in ``found``.
+
+        A view decoded in place (URL, JSON escapes) still holds everything its parent held; it
+        reports only what the parent did not already show (``parent``: the identifiers seen there),
+        so URL-decoding a query that carries a plain IMEI adds no "url" finding. Extracted views
+        (base64, hex, compressed) are new bytes.
+        """
+        b64 = base64_runs(data)
+        hits = self._scan_view(data, chain, b64)
+        seen = {hit.ident for hit in hits}
+        for hit in hits:
+            if parent is None or hit.ident not in parent:
+                found.setdefault((hit.ident, hit.encoding), hit)
+        if parent:
+            seen |= parent
+        if depth >= MAX_DEPTH:
+            too_deep(data, budget)
+            return
+        for step in layer_below(data, budget, depth, b64):
+            if isinstance(step, str):
+                budget.warn(step)
+                continue
+            layer, view = step
+            if view == data or not view:
+                continue
+            if not take(budget, view):
+                return
+            self._walk(view, (*chain, layer), depth + 1, budget, found, seen if layer in IN_PLACE else None)
 
     def _entry(self, pid: int) -> _Matched:
         needles = self.needles.needles(pid)
@@ -161,7 +195,7 @@ class Detector:
         found = tuple((ident, form, encoding) for ident, form, encoding, _bounded in needles)
         return self.needles.length(pid), before, after, needles[0][3], found
 
-    def _scan_view(self, data: bytes, chain: tuple[str, ...]) -> list[Hit]:
+    def _scan_view(self, data: bytes, chain: tuple[str, ...], b64: Runs) -> list[Hit]:
         if not data:
             return []
         size = len(data)
@@ -180,8 +214,8 @@ class Detector:
             ):
                 continue
             spans.extend((ident, start, end, form, encoding) for ident, form, encoding in needles)
-        if self.digests:
-            spans.extend(self._scan_digests(data))
+        if self.digests and b64:
+            spans.extend(self._scan_digests(data, b64))
         # One occurrence is one hit: a match inside a longer match of the same identifier (the
         # digits of "%2B919876543210" inside its URL-encoded E.164 form) is the same leak.
         spans.sort(key=lambda s: (s[0], s[1], -s[2]))
@@ -194,25 +228,28 @@ class Detector:
             hits.append(Hit(ident, form, wrap_chain(chain, encoding), evidence(data, start, end)))
         return hits
 
-    def _scan_digests(self, data: bytes) -> list[tuple[int, int, int, str, str]]:
+    def _scan_digests(self, data: bytes, b64: Runs) -> list[tuple[int, int, int, str, str]]:
         lookup = self.needles.digest_entries
         return [
-            (ident, start, end, form, f"base64({encoding})" if b64 else encoding)
-            for start, end, raw, b64 in digest_tokens(data)
+            (ident, start, end, form, f"base64({encoding})" if is_b64 else encoding)
+            for start, end, raw, is_b64 in digest_tokens(data, b64)
             for ident, form, encoding in lookup(raw)
         ]
 
 
-def digest_tokens(data: bytes) -> list[tuple[int, int, bytes, bool]]:
+def digest_tokens(data: bytes, b64: Runs | None = None) -> list[tuple[int, int, bytes, bool]]:
     """Every token of ``data`` shaped like a digest: (start, end, the bytes it encodes, base64?).
 
     Hex of 16, 20 or 32 bytes bounded by characters other than letters and digits; base64 (either
     alphabet) of as many bytes, with or without its padding, bounded by characters outside base64.
+    ``b64`` is :func:`~phonehome.detect.decoders.base64_runs` of ``data`` when known.
     """
     tokens: list[tuple[int, int, bytes, bool]] = []
     if len(data) < _SHORTEST_DIGEST:
         return tokens
-    for start, run_end in runs(data, B64_CLASS, _SHORTEST_DIGEST):
+    for start, run_end in base64_runs(data) if b64 is None else b64:
+        if run_end - start < _SHORTEST_DIGEST:
+            continue
         run = data[start:run_end]
         end = run_end
         while end < len(data) and data[end] == _PAD:
