@@ -8,9 +8,10 @@ Nothing after ``sources/`` and ``protocols/`` knows which format a capture came 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from phonehome.quickinit import quick_init
 
 # Where a value sat inside what the phone sent. HTTP headers are "header:<lower-case name>".
 WHERE_QUERY = "query"
@@ -26,6 +27,7 @@ def header_where(name: str) -> str:
     return "header:" + name.lower()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Part:
     """One scannable piece of a message: its place (``where``) and its bytes as sent."""
@@ -37,6 +39,7 @@ class Part:
     content_type: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One unit the phone sent: an HTTP request, a DNS query, a TLS ClientHello, a raw stream chunk."""
@@ -60,6 +63,7 @@ class Exchange:
     name_source: str | None = None  # where ``host`` came from: "http", "sni", "dns", "har", "mitm", ...
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Notice:
     """A warning about the input: something skipped, damaged or bounded, and where."""
@@ -81,6 +85,7 @@ class Notice:
         return f"{where}: {self.message}"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One place where a declared identifier left the phone."""
@@ -117,33 +122,10 @@ class Finding:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Findings cross process boundaries by the hundred thousand (audit -j, fleet); pickled as
-        # their values in field order, they are rebuilt without the dataclass state functions,
-        # which look up the fields of every object.
-        return (_rebuild_finding, _finding_values(self))
+        # their values in field order, they are rebuilt by the constructor (quick_init), without
+        # the dataclass state functions, which look up the fields of every object.
+        return (Finding, _finding_values(self))
 
 
 # Every field of a finding, in order, in one call.
 _finding_values = operator.attrgetter(*Finding.__slots__)
-
-
-def _make_rebuild() -> Callable[..., Finding]:
-    """``_rebuild_finding(*values)``: a finding from its field values, through the slot descriptors.
-
-    Written out one call per field, as dataclasses write ``__init__``: a loop over the fields
-    costs twice as much, and the parent of ``audit -j`` rebuilds every finding of every input.
-    """
-    names = Finding.__slots__
-    namespace: dict[str, Any] = {"new": object.__new__, "Finding": Finding}
-    namespace.update({f"set{i}": getattr(Finding, name).__set__ for i, name in enumerate(names)})
-    params = ", ".join(f"v{i}" for i in range(len(names)))
-    lines = [f"def _rebuild_finding({params}):", "    f = new(Finding)"]
-    lines += [f"    set{i}(f, v{i})" for i in range(len(names))]
-    lines.append("    return f")
-    exec("\n".join(lines), namespace)
-    rebuild: Callable[..., Finding] = namespace["_rebuild_finding"]
-    rebuild.__module__ = __name__  # found again by pickle under this module's name
-    rebuild.__doc__ = "A pickled :class:`Finding` again, equal to the one pickled (``Finding.__reduce__``)."
-    return rebuild
-
-
-_rebuild_finding = _make_rebuild()

@@ -22,7 +22,6 @@ from phonehome.sources.capture import (
     Flush,
     Packet,
     Secrets,
-    _packet,
     decode_frame,
     read_capture,
     sniff_capture,
@@ -332,16 +331,6 @@ def test_damaged_headers_skip_the_frame_with_a_notice(mutate: tuple[int, int], m
     (notice,) = notices(events)
     assert message in notice.message
     assert notice.offset == 24 + 16 + len(eth(IP4_TCP))
-
-
-def test_fast_packet_constructor_matches_the_dataclass() -> None:
-    args = (1.5, 7, *TCP4)
-    fast, slow = _packet(*args), Packet(*args)
-    assert fast == slow
-    assert type(fast) is Packet
-    assert hash(fast) == hash(slow)
-    with pytest.raises(AttributeError):
-        fast.sport = 1  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from phonehome.detect.decoders import (
 )
 from phonehome.detect.matcher import Engine, build_engine, cached_engine
 from phonehome.detect.needles import IdentifierLike
+from phonehome.quickinit import quick_init
 
 EVIDENCE_CONTEXT = 40
 # Parts whose scan result is remembered (see Detector.scan): at most this many, of at most this size.
@@ -52,6 +53,7 @@ _B64_OR_PAD = _ALNUM | frozenset(b"+/_-=")
 _Matched = tuple[int, frozenset[int] | None, frozenset[int] | None, bool, tuple[tuple[int, str, str], ...]]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Hit:
     ident: int

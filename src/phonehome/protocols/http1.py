@@ -22,6 +22,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from phonehome.protocols.compression import decode_body
+from phonehome.quickinit import quick_init
 
 __all__ = [
     "EOF",
@@ -54,6 +55,7 @@ NEED_DATA: Final = Signal.NEED_DATA
 EOF: Final = Signal.EOF
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Request:
     """One request the client sent, as far as the capture holds it."""

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Final, Protocol
 
 from phonehome.errors import InputError
 from phonehome.model import Notice
+from phonehome.quickinit import quick_init
 
 _walk_pcap: Callable[..., tuple[int, int, int, int, Any]] | None
 _walk_pcapng: Callable[..., tuple[int, int, int, int, Any]] | None
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Packet:
     """One TCP or UDP packet from the capture."""
@@ -108,49 +110,6 @@ class Lane(Protocol):
     def passable(self) -> int:
         """How many packets may be passed over in one run before :meth:`pass_over` is called."""
         ...
-
-
-# A frozen dataclass's __init__ stores each field through object.__setattr__; the slot descriptors
-# store the same values at about half the cost, which matters once per packet.
-_new_object = object.__new__
-_SETTERS = {name: getattr(Packet, name).__set__ for name in Packet.__slots__}
-_set_time = _SETTERS["time"]
-_set_offset = _SETTERS["offset"]
-_set_proto = _SETTERS["proto"]
-_set_src = _SETTERS["src"]
-_set_dst = _SETTERS["dst"]
-_set_sport = _SETTERS["sport"]
-_set_dport = _SETTERS["dport"]
-_set_flags = _SETTERS["flags"]
-_set_seq = _SETTERS["seq"]
-_set_payload = _SETTERS["payload"]
-
-
-def _packet(
-    time: float,
-    offset: int,
-    proto: int,
-    src: bytes,
-    dst: bytes,
-    sport: int,
-    dport: int,
-    flags: int,
-    seq: int,
-    payload: bytes,
-) -> Packet:
-    """``Packet(...)``, built faster: equal in every way to the one its constructor makes."""
-    packet: Packet = _new_object(Packet)
-    _set_time(packet, time)
-    _set_offset(packet, offset)
-    _set_proto(packet, proto)
-    _set_src(packet, src)
-    _set_dst(packet, dst)
-    _set_sport(packet, sport)
-    _set_dport(packet, dport)
-    _set_flags(packet, flags)
-    _set_seq(packet, seq)
-    _set_payload(packet, payload)
-    return packet
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,7 +360,7 @@ def _lane_flow(buf: bytes, frame: int, frame_end: int, link: _LaneLink, lanes: d
 # to read; or pass_over returned True; or it decoded a packet.
 _LANE_NEED_BYTES: Final = 0
 _LANE_FLUSHED: Final = 2
-_LANE_DECODED: Final = 3  # a plain IPv4 TCP/UDP packet, decoded: the arguments of _packet
+_LANE_DECODED: Final = 3  # a plain IPv4 TCP/UDP packet, decoded: the arguments of Packet
 
 
 def decode_frame(linktype: int, frame: bytes) -> Decoded | None:
@@ -688,7 +647,7 @@ class CaptureReader:
         div = self._div
         decode = self._decode
         last_sec = self._last_sec
-        packet = _packet
+        packet = Packet
         lane = self._lane
         lanes = lane.lanes if lane is not None else None
         pass_over = lane.pass_over if lane is not None else None
@@ -860,7 +819,7 @@ class CaptureReader:
         u32 = ng.u32.unpack_from
         epb = ng.epb.unpack_from
         ifaces = self._ifaces
-        packet = _packet
+        packet = Packet
         lane = self._lane
         lanes = lane.lanes if lane is not None else None
         pass_over = lane.pass_over if lane is not None else None
