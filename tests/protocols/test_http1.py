@@ -1201,3 +1201,37 @@ def test_a_head_read_whole_is_read_as_line_by_line_at_the_size_limit(extra: int,
     if extra >= 0:
         assert first.headers == ((b"Host", b"h folded"), (b"X-A", b"1"))
         assert first.warnings == ("malformed header line ignored: b'bad line'",)
+
+
+# Field lines of every shape the two readings of a header section must agree on: whitespace and
+# CRs around names, colons and values, framing fields, and now and then an obs-fold or a line
+# without a colon or a name.
+_NAMES = st.sampled_from(
+    [b"Host", b"content-length", b"Content-Encoding", b"TRANSFER-ENCODING", b"X-Id", b"T"]
+)
+_SPACE = st.lists(st.sampled_from([b" ", b"\t", b"\r"]), max_size=3).map(b"".join)
+_VALUE = st.lists(
+    st.sampled_from([b"gzip", b"chunked", b"3", b"0, 0", b"a b", b":", b"\t", b"\xc3\xa9"]), max_size=3
+)
+FIELD_LINE = st.one_of(
+    st.tuples(_NAMES, _SPACE, _SPACE, _VALUE.map(b"".join), _SPACE).map(
+        lambda t: t[0] + t[1] + b":" + b"".join(t[2:])
+    ),
+    st.sampled_from([b" folded", b"\tfold: ed", b"no colon", b": no name", b"\r"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(FIELD_LINE, st.sampled_from([b"\r\n", b"\n"])), max_size=8),
+    st.sampled_from([b"\r\n", b"\n"]),
+    st.binary(max_size=8),
+    st.sampled_from([3, 256]),
+)
+def test_a_whole_header_section_reads_as_its_lines_do(
+    lines: list[tuple[bytes, bytes]], end: bytes, rest: bytes, max_headers: int
+) -> None:
+    head = b"POST /a HTTP/1.1\r\n" + b"".join(line + eol for line, eol in lines if line.strip(b"\r")) + end
+    pieces: list[Piece] = [head + rest]
+    whole = run(pieces, parser=RequestParser(max_headers=max_headers))
+    assert run(bytewise(pieces), parser=RequestParser(max_headers=max_headers)) == whole

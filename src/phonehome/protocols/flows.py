@@ -26,7 +26,7 @@ from phonehome.errors import InputError
 from phonehome.model import WHERE_DNS, WHERE_RAW, WHERE_SNI, Exchange, Notice, Part
 from phonehome.protocols import dns, http1, http2, quic, tls, tlsrecords
 from phonehome.protocols.keylog import KeyStore
-from phonehome.protocols.message import request_parts, split_target
+from phonehome.protocols.message import request_parts, split_target, target_parts
 from phonehome.protocols.tcp import Gap, Reassembler
 
 TCP, UDP = 6, 17
@@ -520,6 +520,7 @@ class FlowTable:
     ) -> None:
         host, name_source = self._request_host(flow, http1.host_of(request))
         target = request.target
+        path, query = split_target(target)
         if target.startswith((b"http://", b"https://")):
             url = target.decode("latin-1")
         else:
@@ -527,11 +528,10 @@ class FlowTable:
             authority = host or ip_text(flow.server[0])
             if flow.server[1] != default_port:
                 authority = f"{authority}:{flow.server[1]}"
-            path, query = split_target(target)
             url = f"{scheme}://{authority}{path.decode('latin-1')}" + (
                 f"?{query.decode('latin-1')}" if query else ""
             )
-        parts = request_parts(target, request.headers, request.body)
+        parts = target_parts(path, query, request.headers, request.body)
         self._request(
             flow, "http", parts, host, url, request.method, name_source, tls_context, request.warnings
         )

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -143,6 +144,57 @@ def _parse_request_line(line: bytes) -> tuple[bytes, bytes, bytes] | None:
     return method.group(1), target, version.group(1)
 
 
+def _codings(value: bytes) -> list[str]:
+    """The codings a Transfer-Encoding or Content-Encoding field lists, lower-case."""
+    return [c.strip().lower() for c in value.decode("latin-1").split(",") if c.strip()]
+
+
+def _length_of(values: list[bytes]) -> int | None:
+    """The body length the Content-Length fields say (0 without one), or None when they are invalid."""
+    if not values:
+        return 0
+    # RFC 9110 §8.6: a list of identical values (from repeated fields) is one value.
+    lengths = {v.strip() for raw in values for v in raw.split(b",")}
+    if len(lengths) == 1:
+        (value,) = lengths
+        if value.isdigit():
+            # Python refuses to convert very long digit strings; past 18 digits it is endless anyway.
+            digits = value.lstrip(b"0") or b"0"
+            return int(digits) if len(digits) <= 18 else 10**18
+    return None
+
+
+def _usual_fields(
+    head: bytes, start: int, end: int
+) -> tuple[list[tuple[bytes, bytes]], list[bytes], list[str], list[str]] | None:
+    """The field lines of ``head[start:end]`` (each ending in LF) read as :meth:`RequestParser._header_line`
+    reads them: (name, value) pairs, and the Content-Length values, transfer codings and content
+    codings among them; None as soon as a line has another shape (obs-fold, no colon, no name),
+    which that method reads with a warning.
+    """
+    fields = []
+    lengths: list[bytes] = []
+    transfer: list[str] = []
+    content: list[str] = []
+    for line in head[start:end].split(b"\n")[:-1]:
+        name, colon, value = line.removesuffix(b"\r").partition(b":")
+        name = name.rstrip(b" \t")
+        if not colon or not name or line[0] in b" \t":
+            return None
+        value = value.strip(b" \t")
+        fields.append((name, value))
+        if name[:1] in b"CcTt":  # the fields that frame the body
+            lowered = name.lower()
+            if lowered == b"content-length":
+                lengths.append(value)
+            elif lowered == b"transfer-encoding":
+                transfer.extend(_codings(value))
+            elif lowered == b"content-encoding":
+                content.extend(_codings(value))
+    return fields, lengths, transfer, content
+
+
+@lru_cache(maxsize=8)
 def _resync_pattern(max_line: int) -> re.Pattern[bytes]:
     # A line of its own: known method, one space, target, one space, HTTP/1.x, end of line. Always a
     # subset of what _parse_request_line accepts, so a line found here is then parsed as a request.
@@ -218,6 +270,10 @@ def url_of(request: Request, scheme: str = "http") -> str:
 
 
 class _State(Enum):
+    # Looked up on every step: identity is enough for a singleton, and much cheaper than Enum's
+    # hash of the member's name, written in Python.
+    __hash__ = object.__hash__
+
     HEAD = "request line and headers"
     BODY_LENGTH = "body with Content-Length"
     SKIP_LENGTH = "rest of a body after a gap"
@@ -551,23 +607,63 @@ class RequestParser:
 
         The same as taking its lines one at a time through :meth:`_step_head` (a request line that
         parses, then field lines, then the empty line, within ``max_header_bytes``), without a
-        state-machine step and a buffer cut per line.
+        state-machine step and a buffer cut per line. Field lines that all have the usual shape
+        are split by one regular expression; a body of known length that is already buffered too
+        is taken at once, and the request is done without a draft.
         """
         buf = self._buf
         limit = min(avail, self.max_header_bytes)
         crlf, lf = buf.find(b"\n\r\n", 0, limit), buf.find(b"\n\n", 0, limit)
-        end = (crlf + 3 if lf < 0 or 0 <= crlf < lf else lf + 2) if crlf >= 0 or lf >= 0 else -1
-        if end < 0 or end > limit:
+        if crlf < 0 and lf < 0:
+            return False
+        # Where the empty line that ends the section starts, and where the section ends.
+        blank = crlf + 1 if lf < 0 or 0 <= crlf < lf else lf + 1
+        end = blank + (2 if blank == crlf + 1 else 1)
+        if end > limit:
             return False
         first = buf.find(b"\n", 0, end)
         parsed = _parse_request_line(bytes(buf[:first]).removesuffix(b"\r"))
         if parsed is None:
             return False
-        draft = self._draft = _Draft.begin(parsed, self._offset(), end)
-        lines = self._consume(end).split(b"\n")
-        # lines: the request line, the field lines, the empty line, and b"" after its LF.
-        for line in lines[1:-2]:
-            self._header_line(draft, line.removesuffix(b"\r"), framing=True)
+        offset = self._offset()
+        head = self._consume(end)
+        fields = _usual_fields(head, first + 1, blank)
+        if fields is None or len(fields[0]) > self.max_headers:
+            # A field line of another shape (obs-fold, no colon, ...) or too many of them.
+            draft = self._draft = _Draft.begin(parsed, offset, end)
+            for line in head[first + 1 : blank].split(b"\n")[:-1]:
+                self._header_line(draft, line.removesuffix(b"\r"), framing=True)
+            self._end_of_head(draft)
+            return True
+        headers, lengths, transfer, content = fields
+        length = _length_of(lengths)
+        method, target, version = parsed
+        if (
+            not transfer
+            and length is not None
+            and length <= min(avail - end, self.max_body)
+            and method != b"CONNECT"
+        ):
+            # The whole request is here: what _end_of_head, _step_body_length and _finish would do.
+            body, problems = decode_body(", ".join(content), self._consume(length), self.max_decoded)
+            self._pending.append(
+                Request(
+                    method.decode("ascii"),
+                    target,
+                    "HTTP/" + version.decode("ascii"),
+                    tuple(headers),
+                    body,
+                    offset,
+                    True,
+                    tuple(problems),
+                )
+            )
+            return True
+        draft = self._draft = _Draft.begin(parsed, offset, end)
+        draft.headers = headers
+        draft.content_lengths = lengths
+        draft.transfer_codings = transfer
+        draft.content_codings = content
         self._end_of_head(draft)
         return True
 
@@ -611,13 +707,9 @@ class RequestParser:
         if lowered == b"content-length":
             draft.content_lengths.append(value)
         elif lowered == b"transfer-encoding":
-            draft.transfer_codings.extend(
-                c.strip().lower() for c in value.decode("latin-1").split(",") if c.strip()
-            )
+            draft.transfer_codings.extend(_codings(value))
         elif lowered == b"content-encoding":
-            draft.content_codings.extend(
-                c.strip().lower() for c in value.decode("latin-1").split(",") if c.strip()
-            )
+            draft.content_codings.extend(_codings(value))
         draft.last_dropped = len(into) >= self.max_headers
         if draft.last_dropped:
             draft.dropped_headers += 1
@@ -656,18 +748,13 @@ class RequestParser:
 
     @staticmethod
     def _content_length(draft: _Draft) -> int:
-        if not draft.content_lengths:
+        length = _length_of(draft.content_lengths)
+        if length is None:
+            draft.warnings.append(
+                f"invalid Content-Length {b', '.join(draft.content_lengths)!r}; body ignored"
+            )
             return 0
-        # RFC 9110 §8.6: a list of identical values (from repeated fields) is one value.
-        values = {v.strip() for raw in draft.content_lengths for v in raw.split(b",")}
-        if len(values) == 1:
-            (value,) = values
-            if value.isdigit():
-                # Python refuses to convert very long digit strings; past 18 digits it is endless anyway.
-                digits = value.lstrip(b"0") or b"0"
-                return int(digits) if len(digits) <= 18 else 10**18
-        draft.warnings.append(f"invalid Content-Length {b', '.join(draft.content_lengths)!r}; body ignored")
-        return 0
+        return length
 
     def _take_body(self, draft: _Draft, n: int) -> None:
         room = self.max_body - len(draft.body)

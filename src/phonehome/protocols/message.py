@@ -73,23 +73,53 @@ def request_parts(
 ) -> tuple[Part, ...]:
     """Parts of a request: path, query, each header, each cookie, and the body (or its sections)."""
     path, query = split_target(_b(target))
+    return target_parts(path, query, headers, body)
+
+
+# A header name as sent -> the name lower-case and the part's place, or None when it is not scanned.
+# Apps send the same few names on every request; the table is bounded against endless new ones.
+_NAMES: dict[str | bytes, tuple[bytes, str | None]] = {}
+_NAMES_MAX = 4096
+
+
+def _header_name(raw: str | bytes) -> tuple[bytes, str | None]:
+    known = _NAMES.get(raw)
+    if known is None:
+        name = _b(raw).strip().lower()
+        known = (name, None if name in _NOT_SCANNED else header_where(name.decode("latin-1")))
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[raw] = known
+    return known
+
+
+def target_parts(
+    path: bytes,
+    query: bytes,
+    headers: Iterable[tuple[str | bytes, str | bytes]],
+    body: bytes,
+) -> tuple[Part, ...]:
+    """:func:`request_parts` of a target already split into path and query (:func:`split_target`)."""
     parts: list[Part] = [Part(WHERE_PATH, path)]
     if query:
         parts.append(Part(WHERE_QUERY, query))
     content_type: str | None = None
     for raw_name, raw_value in headers:
-        name = _b(raw_name).strip().lower()
+        name, where = _header_name(raw_name)
+        if where is None:
+            continue
         value = _b(raw_value).strip()
-        if name in _NOT_SCANNED or not value:
+        if not value:
             continue
         if name == b"cookie":
             for cookie in value.split(b";"):
-                if cookie.strip():
-                    parts.append(Part(WHERE_COOKIE, cookie.strip()))
+                cookie = cookie.strip()
+                if cookie:
+                    parts.append(Part(WHERE_COOKIE, cookie))
             continue
         if name == b"content-type":
             content_type = value.decode("latin-1")
-        parts.append(Part(header_where(name.decode("latin-1")), value))
+        parts.append(Part(where, value))
     if body:
         sections = None
         if content_type and content_type.lower().startswith("multipart/"):
