@@ -10,10 +10,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phonehome.attribute import Destination, Destinations
-from phonehome.detect.discover import Discoverer, Suspect
 from phonehome.detect.location import LocationFinder
 from phonehome.detect.scan import Detector
 from phonehome.errors import InputError
@@ -22,6 +21,9 @@ from phonehome.policy import Policy, fixed_verdict, judge_all, sentence
 from phonehome.profile import Profile
 from phonehome.protocols.keylog import KeyStore
 from phonehome.sources import load_keylogs, read_input
+
+if TYPE_CHECKING:  # discovery is imported only by audits that ask for it (--discover)
+    from phonehome.detect.discover import Discoverer, Suspect
 
 
 @dataclass(slots=True)
@@ -97,7 +99,11 @@ class Auditor:
         self.destinations = Destinations(geoip, trackers)
         self.geo = self.destinations.geo
         self.locations = LocationFinder(profile.places)
-        self.discoverer = Discoverer(profile) if discover else None
+        self.discoverer: Discoverer | None = None
+        if discover:
+            from phonehome.detect.discover import Discoverer
+
+            self.discoverer = Discoverer(profile)
         self.verdict: tuple[str, str | None] = fixed_verdict(policy) or ("violation", None)
 
     def findings(self, exchange: Exchange, warnings: list[Notice]) -> list[Finding]:

@@ -9,7 +9,6 @@ as each completes, so even a killed run keeps its traffic for ``phonehome audit`
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import re
 import signal
@@ -148,6 +147,8 @@ async def _serve(options: dict[str, Any], addons: list[Any]) -> None:
         proxy.options.update(**options)
     except exceptions.OptionsError as exc:
         raise InputError(f"proxy options: {exc}") from None
+    import asyncio
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, proxy.shutdown)
@@ -196,6 +197,8 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     }
     if args.proxyauth:
         options["proxyauth"] = args.proxyauth
+    import asyncio  # not at module level: every other command starts without it
+
     try:
         asyncio.run(_serve(options, [_Announce(env, args.mode, args.confdir), addon]))
     except SystemExit as stop:  # mitmproxy's start-up check exits after printing what went wrong
