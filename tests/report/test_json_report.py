@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from factories import finding
 from phonehome.audit import AuditResult
 from phonehome.report import json_report
 from report.report_inputs import demo
@@ -42,3 +46,25 @@ def test_control_characters_and_non_ascii_are_escaped() -> None:
     text = json_report.render(dataclasses.replace(result, findings=[hostile]))
     assert text.isascii() and "\x1b" not in text and "\x00" not in text
     assert json.loads(text)["findings"][0]["evidence"] == "\x1b[2J\u202e«x»\x00"
+
+
+_TEXT = st.text(max_size=12) | st.sampled_from(["«x»", "\x00\x1b", "\u202e", "\ud800", 'a"b\\c', ""])
+
+
+@settings(max_examples=300)
+@given(
+    identifier=_TEXT,
+    host=st.none() | _TEXT,
+    port=st.integers(0, 65535),
+    url=st.none() | _TEXT,
+    encrypted=st.booleans(),
+    time=st.floats(),
+    evidence=_TEXT,
+    owner=st.none() | _TEXT,
+    rule=st.none() | _TEXT,
+    extra=st.dictionaries(_TEXT, _TEXT, max_size=3),
+)
+def test_a_finding_is_written_as_the_json_encoder_writes_its_dict(**values: object) -> None:
+    found = finding(**values)
+    for _ in range(2):  # the second time from the texts remembered
+        assert json_report.finding_text(found) == json_report._COMPACT.encode(json_report.finding_dict(found))

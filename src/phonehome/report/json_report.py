@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import operator
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,8 +44,9 @@ def suspect_dict(suspect: Suspect) -> dict[str, Any]:
 
 
 def document(result: AuditResult, *, lazy: bool = False) -> dict[str, Any]:
-    """The findings document; with ``lazy``, its findings are a generator of dicts, not a list."""
-    findings = (finding_dict(f) for f in result.findings)
+    """The findings document; with ``lazy``, its findings are the Finding objects themselves (as
+    :func:`finding_text` writes them), not a list of dicts."""
+    findings: Iterator[Any] = iter(result.findings) if lazy else (finding_dict(f) for f in result.findings)
     return {
         "schema": SCHEMA,
         "tool": {"name": "phonehome", "version": __version__, "engine": result.engine},
@@ -79,9 +81,69 @@ _COMPACT = json.JSONEncoder(ensure_ascii=True, separators=(", ", ": "))
 _ITEM = ",\n    "
 
 
+def _make_finding_text() -> Callable[[Finding], str]:
+    """``finding_text(finding)``: ``_COMPACT.encode(finding_dict(finding))``, written out field by field.
+
+    An audit writes tens of thousands of findings; encoding each through a dict cost as much as
+    finding them. Each key is encoded once, here; each value by its field's type: text through the
+    C string encoder, remembered (hosts, URLs, flows and rules recur in every finding of an
+    exchange), numbers as the encoder writes them. A finding's ``extra`` goes through the encoder.
+    """
+    types = {f.name: f.type for f in fields(Finding)}
+    namespace: dict[str, Any] = {"values": _finding_values, "text": _text, "number": float.__repr__}
+    namespace["encode"] = _COMPACT.encode
+    namespace["INF"] = float("inf")
+    pieces = []
+    for i, name in enumerate(_FINDING_FIELDS):
+        key = ("{" if i == 0 else ", ") + _COMPACT.encode(name) + ": "
+        kind = types[name]
+        if kind in ("str", "str | None"):
+            value = f"text(v{i})"
+        elif kind == "int":
+            value = f"int.__repr__(v{i})"
+        elif kind == "bool":
+            value = f"('true' if v{i} else 'false')"
+        elif kind == "float":  # NaN and the infinities as the encoder writes them
+            value = f"(number(v{i}) if v{i} == v{i} and v{i} not in (INF, -INF) else encode(v{i}))"
+        else:  # pragma: no cover - a new field of another type must be added here
+            raise TypeError(f"Finding.{name}: no JSON writer for {kind}")
+        pieces.append(f"{key!r} + {value}")
+    names = ", ".join(f"v{i}" for i in range(len(_FINDING_FIELDS)))
+    source = [
+        "def finding_text(finding):",
+        f"    {names}, = values(finding)",
+        "    head = " + " + ".join(pieces),
+        "    if finding.extra:",
+        "        return head + ', \"extra\": ' + encode(finding.extra) + '}'",
+        "    return head + '}'",
+    ]
+    exec("\n".join(source), namespace)
+    made: Callable[[Finding], str] = namespace["finding_text"]
+    return made
+
+
+# Text values seen before -> their JSON text; bounded, as a capture can hold endless evidence.
+_TEXTS: dict[str, str] = {}
+_TEXTS_MAX = 1 << 16
+
+
+def _text(value: str | None) -> str:
+    if value is None:
+        return "null"
+    known = _TEXTS.get(value)
+    if known is None:
+        known = encode_basestring_ascii(value)
+        if len(_TEXTS) < _TEXTS_MAX:
+            _TEXTS[value] = known
+    return known
+
+
+finding_text = _make_finding_text()
+
+
 def findings_text(findings: list[Finding]) -> str:
     """Findings as the document writes them, one after the other: what audit() workers write out."""
-    return _ITEM.join(map(_COMPACT.encode, map(finding_dict, findings)))
+    return _ITEM.join(map(finding_text, findings))
 
 
 def lines(result: AuditResult) -> Iterator[str]:
@@ -122,8 +184,9 @@ def _pieces(result: AuditResult) -> Iterator[str | Path]:
                     yield file
                     first = False
             else:
+                encode = finding_text if key == "findings" else _COMPACT.encode
                 for item in value:
-                    yield ("\n    " if first else _ITEM) + _COMPACT.encode(item)
+                    yield ("\n    " if first else _ITEM) + encode(item)
                     first = False
             yield f"{'' if first else chr(10) + '  '}]{comma}\n"
         else:
