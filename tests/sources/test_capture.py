@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
@@ -1227,3 +1228,35 @@ def test_c_pcapng_walk_refuses_arguments_outside_its_buffer_and_malformed_links(
     for links in (((14, 12),), [(14, 12, 1e6, 0.0)], (("14", 12, 1e6, 0.0),)):
         with pytest.raises(TypeError):
             walk(block, *ok[1:4], links, *ok[5:])
+
+
+class _CountingFile(io.BufferedReader):
+    """A file that counts how often the reading goes back in it."""
+
+    seeks = 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        type(self).seeks += 1
+        return super().seek(offset, whence)
+
+
+def _whole(data: bytes, source: str) -> list[Event]:
+    reader = CaptureReader(source)
+    reader.feed(data)
+    reader.close()
+    return list(reader.events())
+
+
+@pytest.mark.parametrize("path", CORPUS_FILES)
+@pytest.mark.parametrize("chunk_size", [7, 100, 4096])
+def test_a_file_read_in_chunks_gives_what_it_gives_whole(path: Path, chunk_size: int) -> None:
+    # Each chunk of a file begins where the reader stopped in the one before (CaptureReader.release),
+    # damaged files included.
+    data = path.read_bytes()
+    if sniff_capture(data[:12]) is None:
+        pytest.skip("not a capture: test_corpus_file_reads expects an InputError")
+    _CountingFile.seeks = 0
+    handle = _CountingFile(io.FileIO(path), 1 << 16)
+    assert list(read_capture(path, chunk_size=chunk_size, handle=handle)) == _whole(data, str(path))
+    if len(data) > 2 * chunk_size and chunk_size > 24:
+        assert _CountingFile.seeks > 0

@@ -557,6 +557,27 @@ class CaptureReader:
         """Mark the end of input; the next :meth:`events` reports anything left incomplete."""
         self._closed = True
 
+    @property
+    def unread(self) -> int:
+        """Bytes fed that the reader has not read yet."""
+        return len(self._buf) - self._pos + sum(map(len, self._pending))
+
+    def release(self) -> int:
+        """Give back the bytes fed but not read yet (the start of a record that is not whole), and
+        say how many: the caller feeds them again, with what follows them.
+
+        A caller that can read them again (a seekable file) goes back by that much, so that each
+        chunk it feeds begins at a record: the reader then never joins the rest of one chunk to
+        the next, which copies the whole next chunk.
+        """
+        if self._pending or self._closed:
+            return 0
+        held = len(self._buf) - self._pos
+        self._base += self._pos
+        self._pos = 0
+        self._buf = b""
+        return held
+
     def events(self) -> Iterator[Event]:
         """Every event decodable from the bytes fed so far, in file order."""
         if self._error is not None:
@@ -1196,6 +1217,7 @@ def read_capture(
             raise InputError(f"cannot open: {exc.strerror or exc}", source=source) from exc
     offset = 0
     with handle:
+        seekable = handle.seekable()
         while True:
             try:
                 chunk = handle.read(chunk_size)
@@ -1206,5 +1228,17 @@ def read_capture(
             offset += len(chunk)
             reader.feed(chunk)
             yield from reader.events()
+            if seekable and len(chunk) == chunk_size:
+                # The unread end of this chunk is read again with the next one (see release);
+                # only when the reader went past some of it, so that every turn moves on.
+                held = reader.release() if reader.unread < len(chunk) else 0
+                if held:
+                    try:
+                        handle.seek(-held, os.SEEK_CUR)
+                    except OSError as exc:
+                        raise InputError(
+                            f"cannot seek: {exc.strerror or exc}", source=source, offset=offset
+                        ) from exc
+                    offset -= held
     reader.close()
     yield from reader.events()
