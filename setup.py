@@ -1,7 +1,8 @@
-"""The optional C fast lane of the capture reader (phonehome._lane).
+"""The optional C extensions: the capture reader's fast lane (phonehome._lane) and the
+detector's walk through a part's views (phonehome._detect).
 
-Everything else about the package is in pyproject.toml. The extension is optional: where it does
-not build (no compiler, no Python headers), phonehome reads captures with its pure-Python loop.
+Everything else about the package is in pyproject.toml. The extensions are optional: where they
+do not build (no compiler, no Python headers), phonehome runs the same code in Python.
 """
 
 from setuptools import Extension, setup
@@ -9,10 +10,12 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "phonehome._lane",
-            ["src/phonehome/_lane.c"],
+            name,
+            [f"src/{name.replace('.', '/')}.c"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
         )
+        # The capture reader's fast lane, and the detector's walk through a part's views.
+        for name in ("phonehome._lane", "phonehome._detect")
     ]
 )

@@ -291,6 +291,29 @@ def fuzz_detector(data: bytes) -> None:
     _DETECTOR.scan(data)
 
 
+_WALKS: list[object] = []
+
+
+def fuzz_walk(data: bytes) -> None:
+    """The C walk through a part's views (phonehome._detect) against the Python walk: the same
+    hits, warnings and views."""
+    from phonehome.detect.decoders import Budget, peel
+    from phonehome.detect.scan import Detector
+    from phonehome.profile import parse_profile
+
+    if not _WALKS:
+        identifiers = parse_profile(_PROFILE_SAMPLE, "fuzz.toml").identifiers
+        _WALKS.extend([Detector(identifiers), Detector(identifiers, walk="python")])
+    c_walk, python = _WALKS
+    assert isinstance(c_walk, Detector) and isinstance(python, Detector)
+    if c_walk._walker is None:
+        raise AssertionError("phonehome._detect is not built: nothing to compare")
+    if c_walk._scan(data) != python._scan(data):
+        raise AssertionError("the C walk and the Python walk find different hits or warnings")
+    if c_walk._walker.views(data) != list(peel(data, Budget())):
+        raise AssertionError("the C walk and the Python walk go through different views")
+
+
 def fuzz_har(data: bytes) -> None:
     from phonehome.sources.har import parse_har
 
@@ -573,6 +596,7 @@ TARGETS: dict[str, Target] = {
     "compression": Target(fuzz_compression, ("corpus:har/mitmproxy/*.har",), _compressed_seeds),
     "decoders": Target(fuzz_decoders, PCAPS, lambda d: _client_streams(d, _HTTP_PORTS)),
     "detector": Target(fuzz_detector, PCAPS, lambda d: _client_streams(d, _HTTP_PORTS)),
+    "walk": Target(fuzz_walk, PCAPS, lambda d: _client_streams(d, _HTTP_PORTS)),
     "har": Target(fuzz_har, ("corpus:har/**/*.har",), max_len=256 << 10),
     "profile": Target(fuzz_profile, ("root:tests/test_profile.py",), _toml_texts, max_len=8192),
     "contacts": Target(fuzz_contacts, ("root:tests/test_profile.py",), _exports, max_len=8192),

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factories import SAMPLES
+from phonehome.detect import scan
 from phonehome.detect.decoders import Budget, base64_runs, peel
 from phonehome.detect.forms import forms_of
 from phonehome.detect.matcher import hyperscan_available
@@ -25,6 +26,13 @@ from phonehome.profile import Identifier
 
 ENGINES = ["aho-corasick", *(["hyperscan"] if hyperscan_available() else [])]
 KINDS = sorted(SAMPLES)
+# The walk through a part's views: in C where phonehome._detect is built ("auto"), and in Python.
+WALKS = [
+    "python",
+    pytest.param(
+        "auto", marks=pytest.mark.skipif(scan._Walker is None, reason="phonehome._detect is not built")
+    ),
+]
 
 
 def _md5(b: bytes) -> bytes:
@@ -80,9 +88,14 @@ def _wire(kind: str, chain: str) -> tuple[bytes, Identifier] | None:
     return token, ident
 
 
-@pytest.fixture(scope="module", params=ENGINES)
+# Each engine with each walk through a part's views: in C where phonehome._detect is built
+# ("auto"), and in Python.
+@pytest.fixture(scope="module", params=[(e, w) for e in ENGINES for w in ("python", "auto")])
 def detector(request: pytest.FixtureRequest) -> Detector:
-    return Detector(list(SAMPLES.values()), request.param)
+    engine, walk = request.param
+    if walk == "auto" and scan._Walker is None:
+        pytest.skip("phonehome._detect is not built")
+    return Detector(list(SAMPLES.values()), engine, walk=walk)
 
 
 def _accepted(chain: str) -> set[str]:
@@ -345,7 +358,32 @@ def _layered(draw: st.DrawFn) -> bytes:
     return value
 
 
-_WALK_DETECTOR = Detector(list(SAMPLES.values()))
+_WALK_DETECTOR = Detector(list(SAMPLES.values()), walk="python")
+# Escapes and token shapes for the decoders, good and broken.
+_ESCAPES = st.lists(
+    st.sampled_from(
+        [
+            b"\\b",
+            b"\\n",
+            b"\\t",
+            b"\\u00e9",
+            b"\\u20ac",
+            b"\\ud83d",
+            b"\\u12",
+            b"\\\\",
+            b"\\/",
+            b'\\"',
+            b"\\x",
+        ]
+    )
+    | st.sampled_from(
+        [b"%41", b"%4", b"%zz", b"%2B", b"+", b"=", b"==", b"aGVsbG8gd29ybGQ", b"0123456789abcdef"]
+    )
+    | st.sampled_from([b"-_", b"\x1f\x8b\x08", b"x\x9c", b"(\xb5/\xfd", b"\x00", b"\xff", b" "]),
+    max_size=12,
+).map(b"".join)
+# Every identifier kind on the wire in every encoding chain.
+_WIRE_FORMS = [made[0] for made in (_wire(kind, chain) for kind, chain in PAIRS) if made is not None]
 
 
 @settings(max_examples=300, deadline=None)
@@ -356,3 +394,26 @@ def test_the_walk_reports_what_scanning_every_peeled_view_would(data: bytes) -> 
     assert ([(h.ident, h.encoding, h.evidence) for h in hits], list(warnings)) == _scan_every_view(
         detector, data
     )
+
+
+@pytest.mark.skipif(scan._Walker is None, reason="phonehome._detect is not built")
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        _layered() | _ESCAPES | st.binary(max_size=60) | st.sampled_from(_WIRE_FORMS), min_size=1, max_size=5
+    ),
+    st.sampled_from([b" ", b"&", b"", b"=", b"\\u00"]),
+)
+def test_the_c_walk_gives_what_the_python_walk_gives(items: list[bytes], separator: bytes) -> None:
+    data = separator.join(items)
+    assert _C_DETECTOR._scan(data) == _WALK_DETECTOR._scan(data)
+    # Through the same views: a view decoded differently may hide no identifier here, and one elsewhere.
+    assert _C_DETECTOR._walker.views(data) == list(peel(data, Budget()))
+
+
+_C_DETECTOR = Detector(list(SAMPLES.values())) if scan._Walker is not None else None
+
+
+def test_the_c_walk_is_used_where_it_is_built() -> None:
+    assert (Detector(list(SAMPLES.values()))._walker is None) == (scan._Walker is None)
+    assert Detector(list(SAMPLES.values()), walk="python")._walker is None

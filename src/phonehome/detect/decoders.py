@@ -27,6 +27,11 @@ MIN_B64 = 12  # characters of the base64 alphabet, padding not counted (9 bytes)
 # encoded, and the view is small.
 MIN_B64_NESTED = 8
 MIN_HEX = 16
+# The warnings of a walk, one of each at most per part.
+TOO_DEEP = f"encoded more than {MAX_DEPTH} layers deep; the inner layers not decoded"
+BUDGET_SPENT = "decoding budget for one part spent; deeper layers not decoded"
+B64_TOKENS = f"more than {MAX_TOKENS} base64 tokens in one part; the rest not decoded"
+HEX_TOKENS = f"more than {MAX_TOKENS} hex tokens in one part; the rest not decoded"
 
 
 @dataclass(slots=True)
@@ -126,7 +131,7 @@ def _base64(data: bytes, _budget: Budget, depth: int, b64: Runs, out: list[Step]
         if end - start < least:
             continue
         if count >= MAX_TOKENS:
-            out.append(f"more than {MAX_TOKENS} base64 tokens in one part; the rest not decoded")
+            out.append(B64_TOKENS)
             return
         count += 1
         token = data[start:end]
@@ -154,7 +159,7 @@ def _hex(data: bytes, _budget: Budget, _depth: int, b64: Runs, out: list[Step]) 
             if (end - start) % 2:
                 continue  # an odd run of hex digits is not bytes
             if count >= MAX_TOKENS:
-                out.append(f"more than {MAX_TOKENS} hex tokens in one part; the rest not decoded")
+                out.append(HEX_TOKENS)
                 return
             count += 1
             token = data[b64_start + start : b64_start + end]
@@ -214,7 +219,7 @@ def take(budget: Budget, view: bytes) -> bool:
     """Take ``view`` out of ``budget``; False, with a warning, when the budget cannot pay for it.
     The views after it at the same depth are then not walked either."""
     if budget.views_left <= 0 or budget.bytes_left < len(view):
-        budget.warn("decoding budget for one part spent; deeper layers not decoded")
+        budget.warn(BUDGET_SPENT)
         return False
     budget.views_left -= 1
     budget.bytes_left -= len(view)
@@ -226,7 +231,7 @@ def too_deep(data: bytes, budget: Budget) -> None:
     see (compressed, or wholly one base64 token): a tower of encodings is hostile or broken, and
     anything found inside it would be missed."""
     if sniff_compression(data) or (_B64_WHOLE.fullmatch(data) and not data.isdigit()):
-        budget.warn(f"encoded more than {MAX_DEPTH} layers deep; the inner layers not decoded")
+        budget.warn(TOO_DEEP)
 
 
 def peel(data: bytes, budget: Budget, depth: int = 0) -> Iterator[tuple[tuple[str, ...], bytes]]:

@@ -8,13 +8,24 @@ lookup, and reports each identifier once per (part, encoding chain) with its evi
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from phonehome.detect.compiled import load_needles
 from phonehome.detect.decoders import (
+    B64_TOKENS,
+    BUDGET_SPENT,
+    HEX_TOKENS,
     MAX_DEPTH,
+    MAX_TOKENS,
+    MIN_B64,
+    MIN_B64_NESTED,
+    MIN_HEX,
+    TOO_DEEP,
     Budget,
     Runs,
     base64_runs,
@@ -24,7 +35,14 @@ from phonehome.detect.decoders import (
 )
 from phonehome.detect.matcher import Engine, build_engine, cached_engine
 from phonehome.detect.needles import IdentifierLike
+from phonehome.protocols.compression import decompress
 from phonehome.quickinit import quick_init
+
+_Walker: Any
+try:  # the optional C walk (setup.py); without it the walk below runs in Python
+    from phonehome._detect import Walker as _Walker
+except ImportError:  # pragma: no cover - depends on the build
+    _Walker = None
 
 EVIDENCE_CONTEXT = 40
 # Parts whose scan result is remembered (see Detector.scan): at most this many, of at most this size.
@@ -49,8 +67,12 @@ _ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW
 _B64_OR_PAD = _ALNUM | frozenset(b"+/_-=")
 
 
-# A matched pattern: length, edge classes before and after, bounded, (identifier, form, encoding)s.
-_Matched = tuple[int, frozenset[int] | None, frozenset[int] | None, bool, tuple[tuple[int, str, str], ...]]
+# A matched pattern: length, edge classes before and after (EDGE_*), bounded, and its needles as
+# (identifier, form, encoding). The C walk (phonehome._detect) reads the same tuples.
+_Matched = tuple[int, int, int, bool, tuple[tuple[int, str, str], ...]]
+# Which neighbouring bytes would make a match part of a longer token: none, digits, letters or digits.
+EDGE_NONE, EDGE_DIGITS, EDGE_ALNUM = 0, 1, 2
+_EDGE_BYTES: tuple[frozenset[int], ...] = (frozenset(), _DIGITS, _ALNUM)
 
 
 @quick_init
@@ -97,17 +119,17 @@ def evidence(data: bytes, start: int, end: int) -> str:
     )
 
 
-def _edge_class(pattern: bytes) -> tuple[frozenset[int] | None, frozenset[int] | None]:
-    """Which neighbouring bytes would make a match part of a longer token, for each edge."""
+def _edge_class(pattern: bytes) -> tuple[int, int]:
+    """Which neighbouring bytes would make a match part of a longer token, for each edge (EDGE_*)."""
     core = pattern.lstrip(b"+")
     all_digits = bool(core) and all(b in _DIGITS for b in core)
 
-    def cls(byte: int) -> frozenset[int] | None:
+    def cls(byte: int) -> int:
         if byte in _DIGITS:
-            return _DIGITS if all_digits else _ALNUM
+            return EDGE_DIGITS if all_digits else EDGE_ALNUM
         if byte in _ALNUM:
-            return _ALNUM
-        return None
+            return EDGE_ALNUM
+        return EDGE_NONE
 
     return cls(pattern[0]), cls(pattern[-1])
 
@@ -115,7 +137,9 @@ def _edge_class(pattern: bytes) -> tuple[frozenset[int] | None, frozenset[int] |
 class Detector:
     """Everything needed to scan for one profile's identifiers."""
 
-    def __init__(self, identifiers: Sequence[IdentifierLike], engine: str = "auto") -> None:
+    def __init__(
+        self, identifiers: Sequence[IdentifierLike], engine: str = "auto", *, walk: str = "auto"
+    ) -> None:
         # Not copied: a large profile's IdentifierTable makes an identifier only when it matched.
         self.identifiers = identifiers
         # Flat tables, loaded from the cache for a profile seen before: a large profile's needles
@@ -133,6 +157,8 @@ class Detector:
         # configuration query or tracking body on every request, and a part's hits depend on its
         # bytes alone. Bounded in entries and in the size of each part.
         self._recent: dict[bytes, tuple[tuple[Hit, ...], tuple[str, ...]]] = {}
+        # The same walk in C, where phonehome._detect is built (walk="python" keeps to this module's).
+        self._walker = _c_walker(self) if walk == "auto" and _Walker is not None else None
 
     def scan(self, data: bytes) -> tuple[Sequence[Hit], Sequence[str]]:
         """Hits in ``data`` and in every layer peeled from it, and the decoding warnings."""
@@ -147,6 +173,9 @@ class Detector:
         return recent
 
     def _scan(self, data: bytes) -> tuple[list[Hit], list[str]]:
+        if self._walker is not None:
+            hits, warnings = self._walker.walk(data)
+            return hits, warnings
         budget = Budget()
         found: dict[tuple[int, str], Hit] = {}
         self._walk(data, (), 0, budget, found, None)
@@ -211,8 +240,8 @@ class Detector:
             length, before, after, bounded, needles = entry
             start = end - length
             if bounded and (
-                (before is not None and start > 0 and data[start - 1] in before)
-                or (after is not None and end < size and data[end] in after)
+                (start > 0 and data[start - 1] in _EDGE_BYTES[before])
+                or (end < size and data[end] in _EDGE_BYTES[after])
             ):
                 continue
             spans.extend((ident, start, end, form, encoding) for ident, form, encoding in needles)
@@ -272,3 +301,29 @@ def digest_tokens(data: bytes, b64: Runs | None = None) -> list[tuple[int, int, 
             raw = base64.urlsafe_b64decode(run.replace(b"+", b"-").replace(b"/", b"_") + b"==")
             tokens.append((start, end, raw, True))
     return tokens
+
+
+def _c_walker(detector: Detector) -> Any:
+    """The C walk (phonehome._detect.Walker) of ``detector``: its matcher, pattern and digest
+    tables, and Python's own decompression and base64 decoding, with the decoders' limits."""
+    fresh = Budget()
+    return _Walker(
+        scan=detector.engine.scan,
+        matched=detector._matched,
+        entry=detector._entry,
+        digests=detector.needles.digest_entries if detector.digests else None,
+        decompress=decompress,
+        b64decode=partial(base64.b64decode, validate=True),
+        b64url=base64.urlsafe_b64decode,
+        b64errors=(binascii.Error, ValueError),
+        hit=Hit,
+        messages=(TOO_DEEP, BUDGET_SPENT, B64_TOKENS, HEX_TOKENS),
+        max_depth=MAX_DEPTH,
+        max_tokens=MAX_TOKENS,
+        min_b64=MIN_B64,
+        min_b64_nested=MIN_B64_NESTED,
+        min_hex=MIN_HEX,
+        context=EVIDENCE_CONTEXT,
+        budget_bytes=fresh.bytes_left,
+        budget_views=fresh.views_left,
+    )

@@ -1,0 +1,30 @@
+"""Types of the optional C walk (_detect.c): Detector._scan for one part's bytes."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+class Walker:
+    def __init__(
+        self,
+        *,
+        scan: Callable[[bytes], Sequence[tuple[int, int]]],
+        matched: dict[int, Any],
+        entry: Callable[[int], Any],
+        digests: Callable[[bytes], Sequence[tuple[int, str, str]]] | None,
+        decompress: Callable[[str, bytes, int], tuple[bytes, str | None]],
+        b64decode: Callable[[bytes], bytes],
+        b64url: Callable[[bytes], bytes],
+        b64errors: type[BaseException] | tuple[type[BaseException], ...],
+        hit: Callable[[int, str, str, str], Any],
+        messages: tuple[str, str, str, str],
+        max_depth: int,
+        max_tokens: int,
+        min_b64: int,
+        min_b64_nested: int,
+        min_hex: int,
+        context: int,
+        budget_bytes: int,
+        budget_views: int,
+    ) -> None: ...
+    def walk(self, data: bytes, /) -> tuple[list[Any], list[str]]: ...
+    def views(self, data: bytes, /) -> list[tuple[tuple[str, ...], bytes]]: ...
