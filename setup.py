@@ -1,5 +1,5 @@
-"""The optional C extensions: the capture reader's fast lane (phonehome._lane) and the
-detector's walk through a part's views (phonehome._detect).
+"""The optional C extensions: the capture reader's fast lane (phonehome._lane), the detector's
+walk through a part's views (phonehome._detect) and the HTTP/1 header split (phonehome._http1).
 
 Everything else about the package is in pyproject.toml. The extensions are optional: where they
 do not build (no compiler, no Python headers), phonehome runs the same code in Python.
@@ -15,7 +15,8 @@ setup(
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
         )
-        # The capture reader's fast lane, and the detector's walk through a part's views.
-        for name in ("phonehome._lane", "phonehome._detect")
+        # The capture reader's fast lane, the detector's walk through a part's views, and the
+        # HTTP/1 parser's split of a header section.
+        for name in ("phonehome._lane", "phonehome._detect", "phonehome._http1")
     ]
 )

@@ -291,6 +291,24 @@ def fuzz_detector(data: bytes) -> None:
     _DETECTOR.scan(data)
 
 
+def fuzz_head(data: bytes) -> None:
+    """The C split of a header section (phonehome._http1) against http1.split_head: the same
+    answer for every prefix of the stream the parser could hold, and every limit it uses."""
+    from phonehome.protocols import http1
+
+    try:
+        from phonehome import _http1
+    except ImportError:
+        raise AssertionError("phonehome._http1 is not built: nothing to compare") from None
+    buf = bytearray(data)
+    for avail in {len(buf), len(buf) // 2, len(buf) // 3}:
+        for max_bytes, max_headers in ((64 << 10, 256), (64, 3)):
+            if _http1.split_head(buf, avail, max_bytes, max_headers) != http1.split_head(
+                buf, avail, max_bytes, max_headers
+            ):
+                raise AssertionError("the C and Python header splits differ")
+
+
 _WALKS: list[object] = []
 
 
@@ -597,6 +615,7 @@ TARGETS: dict[str, Target] = {
     "decoders": Target(fuzz_decoders, PCAPS, lambda d: _client_streams(d, _HTTP_PORTS)),
     "detector": Target(fuzz_detector, PCAPS, lambda d: _client_streams(d, _HTTP_PORTS)),
     "walk": Target(fuzz_walk, PCAPS, lambda d: _client_streams(d, _HTTP_PORTS)),
+    "head": Target(fuzz_head, PCAPS, lambda d: _client_streams(d, _HTTP_PORTS)),
     "har": Target(fuzz_har, ("corpus:har/**/*.har",), max_len=256 << 10),
     "profile": Target(fuzz_profile, ("root:tests/test_profile.py",), _toml_texts, max_len=8192),
     "contacts": Target(fuzz_contacts, ("root:tests/test_profile.py",), _exports, max_len=8192),

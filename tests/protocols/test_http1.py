@@ -25,6 +25,7 @@ from phonehome.protocols.http1 import (
     RequestParser,
     host_of,
     looks_like_request,
+    split_head,
     url_of,
 )
 
@@ -1235,3 +1236,44 @@ def test_a_whole_header_section_reads_as_its_lines_do(
     pieces: list[Piece] = [head + rest]
     whole = run(pieces, parser=RequestParser(max_headers=max_headers))
     assert run(bytewise(pieces), parser=RequestParser(max_headers=max_headers)) == whole
+
+
+try:
+    from phonehome import _http1
+except ImportError:  # pragma: no cover - depends on the build
+    _http1 = None  # type: ignore[assignment]
+
+_REQUEST_LINES = st.sampled_from(
+    [
+        *(b"GET / HTTP/1.1", b"POST /a?b=1 HTTP/1.0", b"GET  /x y \t HTTP/1.1 \r", b"get /\tHTTP/1.9"),
+        *(b"GET / HTTP/2.0", b"GET / HTTP/1.1x", b"/ HTTP/1.1", b"GET HTTP/1.1", b"A" * 33 + b" / HTTP/1.1"),
+        *(b"M:X / HTTP/1.1", b"", b"A" * 32 + b" / HTTP/1.1", b"GET /\x00\xff HTTP/1.1", b"GET /xHTTP/1.1"),
+    ]
+)
+
+
+@pytest.mark.skipif(_http1 is None, reason="phonehome._http1 is not built")
+@settings(max_examples=500, deadline=None)
+@given(
+    _REQUEST_LINES,
+    st.lists(st.tuples(FIELD_LINE, st.sampled_from([b"\r\n", b"\n"])), max_size=6),
+    st.sampled_from([b"\r\n", b"\n", b"", b"\r"]),
+    st.binary(max_size=6),
+    st.integers(0, 300),
+    st.sampled_from([16, 64, 64 * 1024]),
+    st.sampled_from([0, 2, 256]),
+)
+def test_the_c_header_split_is_the_python_one(
+    line: bytes,
+    fields: list[tuple[bytes, bytes]],
+    end: bytes,
+    rest: bytes,
+    avail: int,
+    max_bytes: int,
+    max_headers: int,
+) -> None:
+    buf = bytearray(line + b"\r\n" + b"".join(f + eol for f, eol in fields) + end + rest)
+    for size in (len(buf), min(avail, len(buf))):
+        assert _http1.split_head(buf, size, max_bytes, max_headers) == split_head(
+            buf, size, max_bytes, max_headers
+        )

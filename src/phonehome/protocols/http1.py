@@ -153,6 +153,8 @@ def _length_of(values: list[bytes]) -> int | None:
     """The body length the Content-Length fields say (0 without one), or None when they are invalid."""
     if not values:
         return 0
+    if len(values) == 1 and len(values[0]) <= 18 and values[0].isdigit():
+        return int(values[0])  # the usual case
     # RFC 9110 §8.6: a list of identical values (from repeated fields) is one value.
     lengths = {v.strip() for raw in values for v in raw.split(b",")}
     if len(lengths) == 1:
@@ -164,23 +166,45 @@ def _length_of(values: list[bytes]) -> int | None:
     return None
 
 
-def _usual_fields(
-    head: bytes, start: int, end: int
-) -> tuple[list[tuple[bytes, bytes]], list[bytes], list[str], list[str]] | None:
-    """The field lines of ``head[start:end]`` (each ending in LF) read as :meth:`RequestParser._header_line`
-    reads them: (name, value) pairs, and the Content-Length values, transfer codings and content
-    codings among them; None as soon as a line has another shape (obs-fold, no colon, no name),
-    which that method reads with a warning.
+# A header section split at once (see split_head): where it ends, where its request line ends and
+# where its empty line starts; method, target and version ("1.1"); the (name, value) fields, or
+# None when a line has another shape; and the values of the Content-Length, Transfer-Encoding and
+# Content-Encoding fields among them.
+_Fields = list[tuple[bytes, bytes]]
+Head = tuple[int, int, int, bytes, bytes, bytes, _Fields | None, list[bytes], list[bytes], list[bytes]]
+
+
+def split_head(buf: bytes | bytearray, avail: int, max_header_bytes: int, max_headers: int) -> Head | None:
+    """The header section at the start of ``buf[:avail]``, when it is wholly there within
+    ``max_header_bytes`` and starts with a request line; None otherwise.
+
+    Its field lines are read as :meth:`RequestParser._header_line` reads them, when all have the
+    usual shape and there are at most ``max_headers``: else the fields are None, and the parser
+    reads the lines one by one, with its warnings. The C module phonehome._http1 does the same.
     """
-    fields = []
+    limit = min(avail, max_header_bytes)
+    crlf, lf = buf.find(b"\n\r\n", 0, limit), buf.find(b"\n\n", 0, limit)
+    if crlf < 0 and lf < 0:
+        return None
+    # Where the empty line that ends the section starts, and where the section ends.
+    blank = crlf + 1 if lf < 0 or 0 <= crlf < lf else lf + 1
+    end = blank + (2 if blank == crlf + 1 else 1)
+    if end > limit:
+        return None
+    first = buf.find(b"\n", 0, end)
+    parsed = _parse_request_line(bytes(buf[:first]).removesuffix(b"\r"))
+    if parsed is None:
+        return None
+    method, target, version = parsed
+    fields: list[tuple[bytes, bytes]] = []
     lengths: list[bytes] = []
-    transfer: list[str] = []
-    content: list[str] = []
-    for line in head[start:end].split(b"\n")[:-1]:
+    transfer: list[bytes] = []
+    content: list[bytes] = []
+    for line in bytes(buf[first + 1 : blank]).split(b"\n")[:-1]:
         name, colon, value = line.removesuffix(b"\r").partition(b":")
         name = name.rstrip(b" \t")
-        if not colon or not name or line[0] in b" \t":
-            return None
+        if not colon or not name or line[0] in b" \t" or len(fields) >= max_headers:
+            return end, first, blank, method, target, version, None, [], [], []
         value = value.strip(b" \t")
         fields.append((name, value))
         if name[:1] in b"CcTt":  # the fields that frame the body
@@ -188,10 +212,17 @@ def _usual_fields(
             if lowered == b"content-length":
                 lengths.append(value)
             elif lowered == b"transfer-encoding":
-                transfer.extend(_codings(value))
+                transfer.append(value)
             elif lowered == b"content-encoding":
-                content.extend(_codings(value))
-    return fields, lengths, transfer, content
+                content.append(value)
+    return end, first, blank, method, target, version, fields, lengths, transfer, content
+
+
+_split_head: Callable[[bytes | bytearray, int, int, int], Head | None]
+try:  # the optional C split (setup.py); without it the function above
+    from phonehome._http1 import split_head as _split_head
+except ImportError:  # pragma: no cover - depends on the build
+    _split_head = split_head
 
 
 @lru_cache(maxsize=8)
@@ -550,6 +581,8 @@ class RequestParser:
     def _step_head(self) -> Signal | None:
         avail = self._avail()
         draft = self._draft
+        if not avail and draft is None and not self._gaps and not self._eof:
+            return NEED_DATA  # between requests, waiting: what the steps below come to
         if draft is None:
             # RFC 9112 §2.2: empty lines before a request line are ignored.
             skip = 0
@@ -607,37 +640,25 @@ class RequestParser:
 
         The same as taking its lines one at a time through :meth:`_step_head` (a request line that
         parses, then field lines, then the empty line, within ``max_header_bytes``), without a
-        state-machine step and a buffer cut per line. Field lines that all have the usual shape
-        are split by one regular expression; a body of known length that is already buffered too
-        is taken at once, and the request is done without a draft.
+        state-machine step and a buffer cut per line (:func:`split_head`). A body of known length
+        that is already buffered too is taken at once, and the request is done without a draft.
         """
-        buf = self._buf
-        limit = min(avail, self.max_header_bytes)
-        crlf, lf = buf.find(b"\n\r\n", 0, limit), buf.find(b"\n\n", 0, limit)
-        if crlf < 0 and lf < 0:
+        head = _split_head(self._buf, avail, self.max_header_bytes, self.max_headers)
+        if head is None:
             return False
-        # Where the empty line that ends the section starts, and where the section ends.
-        blank = crlf + 1 if lf < 0 or 0 <= crlf < lf else lf + 1
-        end = blank + (2 if blank == crlf + 1 else 1)
-        if end > limit:
-            return False
-        first = buf.find(b"\n", 0, end)
-        parsed = _parse_request_line(bytes(buf[:first]).removesuffix(b"\r"))
-        if parsed is None:
-            return False
+        end, first, blank, method, target, version, headers, lengths, te, ce = head
         offset = self._offset()
-        head = self._consume(end)
-        fields = _usual_fields(head, first + 1, blank)
-        if fields is None or len(fields[0]) > self.max_headers:
+        if headers is None:
             # A field line of another shape (obs-fold, no colon, ...) or too many of them.
-            draft = self._draft = _Draft.begin(parsed, offset, end)
-            for line in head[first + 1 : blank].split(b"\n")[:-1]:
+            draft = self._draft = _Draft.begin((method, target, version), offset, end)
+            for line in self._consume(end)[first + 1 : blank].split(b"\n")[:-1]:
                 self._header_line(draft, line.removesuffix(b"\r"), framing=True)
             self._end_of_head(draft)
             return True
-        headers, lengths, transfer, content = fields
+        self._drop(end)
+        transfer = [c for value in te for c in _codings(value)]
+        content = [c for value in ce for c in _codings(value)]
         length = _length_of(lengths)
-        method, target, version = parsed
         if (
             not transfer
             and length is not None
@@ -659,7 +680,7 @@ class RequestParser:
                 )
             )
             return True
-        draft = self._draft = _Draft.begin(parsed, offset, end)
+        draft = self._draft = _Draft.begin((method, target, version), offset, end)
         draft.headers = headers
         draft.content_lengths = lengths
         draft.transfer_codings = transfer
