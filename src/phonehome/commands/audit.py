@@ -13,13 +13,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
 from phonehome.commands import Env, ExitStatus, add_engine, processes, write_output
 from phonehome.errors import InputError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from phonehome.audit import AuditResult
 
 HELP = "find the declared identifiers in captured traffic"
@@ -150,6 +149,10 @@ def progress_factory(
 ) -> tuple[Progress | None, Callable[[str, int], Callable[[int], None] | None] | None]:
     if not enabled:
         return None, None
+    # rich only for a terminal: an audit writing JSON for a machine starts without it.
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -218,11 +221,14 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
             from phonehome.report import html
 
             write_output(args.output, html.render(result, redact=args.redact), env)
-        elif args.output:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                text.render(result, Console(file=fh, width=120, no_color=True))
         else:
-            text.render(result, Console(file=env.stdout))
+            from rich.console import Console
+
+            if args.output:
+                with open(args.output, "w", encoding="utf-8") as fh:
+                    text.render(result, Console(file=fh, width=120, no_color=True))
+            else:
+                text.render(result, Console(file=env.stdout))
     for error in result.errors:
         env.stderr.write(f"phonehome: {text.safe(error)}\n")
     if result.incomplete:

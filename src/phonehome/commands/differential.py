@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from phonehome.commands import Env, ExitStatus, write_output
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HELP = "compare two runs on devices with different IDs: values that change with them are identifiers"
 SCHEMA = "phonehome/differential/1"
@@ -66,6 +66,8 @@ def document(result: Any) -> dict[str, Any]:
 
 
 def render_text(result: Any, console: Console) -> None:
+    from rich.text import Text
+
     from phonehome.report.text import safe
 
     console.print(
@@ -106,11 +108,14 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     result = compare(read_run("A", run_a, profile_a), read_run("B", run_b, profile_b))
     if args.format == "json":
         write_output(args.output, json.dumps(document(result), indent=2, ensure_ascii=True) + "\n", env)
-    elif args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            render_text(result, Console(file=fh, width=120, no_color=True, soft_wrap=True))
     else:
-        render_text(result, Console(file=env.stdout, soft_wrap=True))
+        from rich.console import Console
+
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                render_text(result, Console(file=fh, width=120, no_color=True, soft_wrap=True))
+        else:
+            render_text(result, Console(file=env.stdout, soft_wrap=True))
     errors = result.a.errors + result.b.errors
     for error in errors:
         env.stderr.write(f"phonehome: {safe(error)}\n")

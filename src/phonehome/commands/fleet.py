@@ -7,12 +7,11 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
 from phonehome.commands import Env, ExitStatus, add_engine, processes, write_output
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from phonehome.fleet import FleetResult
 
 HELP = "audit many captures from many devices, locally in processes or on a Dask cluster"
@@ -85,6 +84,8 @@ def document(result: FleetResult) -> dict[str, Any]:
 
 
 def render_text(result: FleetResult, console: Console) -> None:
+    from rich.table import Table
+
     from phonehome.report.text import safe
 
     devices = {o.task.device for o in result.outcomes}
@@ -176,11 +177,14 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
         env.stderr.write(f"phonehome: {saved} capture audits stored in {safe(name)}\n")
     if args.format == "json":
         write_output(args.output, json.dumps(document(result), indent=2, ensure_ascii=True) + "\n", env)
-    elif args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            render_text(result, Console(file=fh, width=120, no_color=True))
     else:
-        render_text(result, Console(file=env.stdout))
+        from rich.console import Console
+
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                render_text(result, Console(file=fh, width=120, no_color=True))
+        else:
+            render_text(result, Console(file=env.stdout))
     for error in result.errors:
         env.stderr.write(f"phonehome: {safe(error)}\n")
     if result.errors:

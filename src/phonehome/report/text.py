@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from phonehome.audit import AuditResult
 from phonehome.model import Finding
+
+if TYPE_CHECKING:  # rich is imported by the functions that render: safe() is used without it
+    from rich.console import Console
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
 
@@ -34,6 +34,9 @@ def group(findings: Iterable[Finding]) -> dict[tuple[str, str, str], list[Findin
 
 
 def render(result: AuditResult, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     title = f"phonehome audit of {safe(result.profile.name)}"
     console.print(Text(title, style="bold"))
     if result.incomplete:
@@ -91,6 +94,9 @@ def render(result: AuditResult, console: Console) -> None:
 
 
 def suspects(result: AuditResult, console: Console, limit: int = 30) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     """The --discover table: undeclared values that look like identifiers, most confident first."""
     table = Table(
         title=Text("Suspected identifiers (not in the profile)", style="bold yellow"), title_justify="left"
