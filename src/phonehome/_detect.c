@@ -122,6 +122,7 @@ typedef struct {
     Py_ssize_t max_depth, max_tokens, min_b64, min_b64_nested, min_hex, context;
     Py_ssize_t budget_bytes, budget_views;
     PyObject *names[8];    /* layer names as str, by LAYER_* */
+    PyObject *data_name;   /* "data": a part's bytes */
 } Walker;
 
 enum { L_URL, L_JSON, L_BASE64, L_HEX, L_GZIP, L_ZLIB, L_ZSTD, L_COUNT };
@@ -983,6 +984,94 @@ Walker_walk(Walker *self, PyObject *data)
     return run_walk(self, data, 0);
 }
 
+/* Detector.scan of one part's bytes: from `recent` (bytes -> (hits, warnings) tuples) when it was
+ * seen there, else walked, and kept there when it is at most `max_size` bytes, the oldest entry
+ * dropped once there are `max_entries`. A new reference. */
+static PyObject *
+scan_one(Walker *self, PyObject *data, PyObject *recent, Py_ssize_t max_size, Py_ssize_t max_entries)
+{
+    int small = PyBytes_GET_SIZE(data) <= max_size;
+    if (small) {
+        PyObject *known = PyDict_GetItemWithError(recent, data); /* borrowed */
+        if (known != NULL)
+            return Py_NewRef(known);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    PyObject *walked = run_walk(self, data, 0);
+    if (walked == NULL || !small)
+        return walked;
+    PyObject *hits = PySequence_Tuple(PyTuple_GET_ITEM(walked, 0));
+    PyObject *notes = PySequence_Tuple(PyTuple_GET_ITEM(walked, 1));
+    Py_DECREF(walked);
+    PyObject *entry = hits != NULL && notes != NULL ? PyTuple_Pack(2, hits, notes) : NULL;
+    Py_XDECREF(hits);
+    Py_XDECREF(notes);
+    if (entry == NULL)
+        return NULL;
+    if (PyDict_GET_SIZE(recent) >= max_entries) {
+        Py_ssize_t pos = 0;
+        PyObject *oldest, *value;
+        if (PyDict_Next(recent, &pos, &oldest, &value)) {
+            Py_INCREF(oldest);
+            int rc = PyDict_DelItem(recent, oldest);
+            Py_DECREF(oldest);
+            if (rc < 0) {
+                Py_DECREF(entry);
+                return NULL;
+            }
+        }
+    }
+    if (PyDict_SetItem(recent, data, entry) < 0) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    return entry;
+}
+
+/* Detector.scan_parts: (index, hits, warnings) of each part whose bytes give any. */
+static PyObject *
+Walker_scan_parts(Walker *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "scan_parts(parts, recent: dict, max_size, max_entries)");
+        return NULL;
+    }
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[2]), max_entries = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *parts = PySequence_Fast(args[0], "parts must be a sequence");
+    if (parts == NULL)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out != NULL && i < PySequence_Fast_GET_SIZE(parts); i++) {
+        PyObject *data = PyObject_GetAttr(PySequence_Fast_GET_ITEM(parts, i), self->data_name);
+        if (data == NULL || !PyBytes_Check(data)) {
+            if (data != NULL)
+                PyErr_SetString(PyExc_TypeError, "a part's data must be bytes");
+            Py_XDECREF(data);
+            Py_CLEAR(out);
+            break;
+        }
+        PyObject *found = scan_one(self, data, args[1], max_size, max_entries);
+        Py_DECREF(data);
+        if (found == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyObject *hits = PyTuple_GET_ITEM(found, 0), *notes = PyTuple_GET_ITEM(found, 1);
+        if (PyObject_Length(hits) || PyObject_Length(notes)) {
+            PyObject *row = Py_BuildValue("(nOO)", i, hits, notes);
+            if (row == NULL || PyList_Append(out, row) < 0)
+                Py_CLEAR(out);
+            Py_XDECREF(row);
+        }
+        Py_DECREF(found);
+    }
+    Py_DECREF(parts);
+    return out;
+}
+
 static PyObject *
 Walker_views(Walker *self, PyObject *data)
 {
@@ -1033,6 +1122,10 @@ Walker_init(Walker *self, PyObject *args, PyObject *kwds)
             return -1;
         Py_XSETREF(self->names[i], name);
     }
+    PyObject *data_name = PyUnicode_InternFromString("data");
+    if (data_name == NULL)
+        return -1;
+    Py_XSETREF(self->data_name, data_name);
     return 0;
 }
 
@@ -1067,6 +1160,7 @@ Walker_clear(Walker *self)
     Py_CLEAR(self->messages);
     for (int i = 0; i < L_COUNT; i++)
         Py_CLEAR(self->names[i]);
+    Py_CLEAR(self->data_name);
     return 0;
 }
 
@@ -1081,6 +1175,8 @@ Walker_dealloc(Walker *self)
 static PyMethodDef Walker_methods[] = {
     {"walk", (PyCFunction)Walker_walk, METH_O,
      "walk(data) -> (hits, warnings): what Detector._scan gives for one part's bytes."},
+    {"scan_parts", (PyCFunction)(void (*)(void))Walker_scan_parts, METH_FASTCALL,
+     "scan_parts(parts, recent, max_size, max_entries) -> [(index, hits, warnings)]: Detector.scan_parts."},
     {"views", (PyCFunction)Walker_views, METH_O,
      "views(data) -> [(chain, view)]: the views the walk went through below the top, as decoders.peel "
      "yields them (to check the two walks against each other)."},

@@ -111,8 +111,9 @@ class Auditor:
         seen: set[tuple[int, str, str]] = set()
         idents = self.detector.identifiers
         dest: Destination | None = None
-        for part in exchange.parts:
-            hits, notes = self.detector.scan(part.data)
+        parts = exchange.parts
+        for i, hits, notes in self.detector.scan_parts(parts):
+            part = parts[i]
             for note in notes:
                 warnings.append(Notice(exchange.source, f"{part.where}: {note}", None, exchange.flow))
             for hit in hits:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,41 @@ def test_the_cli_refuses_bad_data_files_before_reading_captures(
     assert status == ExitStatus.BAD_INPUT
     assert "bad-list.json" in err and "absent.pcap" not in err
     assert out == ""
+
+
+def test_a_finding_takes_each_field_from_its_exchange_destination_and_match() -> None:
+    from dataclasses import replace
+
+    from phonehome.attribute.destination import Destination
+
+    sent = replace(
+        exchange(("query", b"imei=865123456789019")),
+        url="https://api.example.com/q",
+        encrypted=True,
+        tls_version="TLS 1.3",
+        tls_cipher="TLS_AES_128_GCM_SHA256",
+        name_source="sni",
+        time=12.5,
+    )
+    where = Destination("api.example.com", "example.com", "Example", "analytics", "US", "geolite2 x", "table")
+    found = where.finding(
+        sent,
+        identifier="imei",
+        category="device",
+        encoding="base64",
+        where="query",
+        evidence="«x»",
+        form="plain",
+        extra={"k": "v"},
+        verdict=("allowed", "rule 1"),
+    )
+    expected = {
+        **{"identifier": "imei", "category": "device", "encoding": "base64", "where": "query"},
+        **{"evidence": "«x»", "form": "plain", "extra": {"k": "v"}, "verdict": "allowed", "rule": "rule 1"},
+        **{"host": sent.host, "ip": sent.server_ip, "port": sent.server_port, "url": sent.url},
+        **{"transport": sent.transport, "protocol": sent.protocol, "encrypted": True, "time": 12.5},
+        **{"flow": sent.flow, "source": sent.source, "tls_version": "TLS 1.3", "name_source": "sni"},
+        **{"tls_cipher": "TLS_AES_128_GCM_SHA256", "country": "US", "country_source": "geolite2 x"},
+        **{"domain": "example.com", "owner": "Example", "role": "analytics"},
+    }
+    assert {f.name: getattr(found, f.name) for f in fields(found)} == expected

@@ -417,3 +417,23 @@ _C_DETECTOR = Detector(list(SAMPLES.values())) if scan._Walker is not None else 
 def test_the_c_walk_is_used_where_it_is_built() -> None:
     assert (Detector(list(SAMPLES.values()))._walker is None) == (scan._Walker is None)
     assert Detector(list(SAMPLES.values()), walk="python")._walker is None
+
+
+@pytest.mark.skipif(scan._Walker is None, reason="phonehome._detect is not built")
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_layered() | _ESCAPES | st.sampled_from(_WIRE_FORMS[:20]) | st.just(b""), max_size=12))
+def test_parts_are_scanned_and_remembered_as_the_python_detector_does(datas: list[bytes]) -> None:
+    from phonehome.model import Part
+
+    parts = [Part("query", data) for data in datas + datas[::2]]  # some seen twice
+    c_walk = Detector(list(SAMPLES.values()))
+    python = Detector(list(SAMPLES.values()), walk="python")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scan, "RECENT_PARTS", 3)  # evictions too
+        patch.setattr(scan, "RECENT_PART_BYTES", 40)
+        found = c_walk.scan_parts(parts)
+        expected = python.scan_parts(parts)
+    assert [(i, list(hits), list(notes)) for i, hits, notes in found] == [
+        (i, list(hits), list(notes)) for i, hits, notes in expected
+    ]
+    assert list(c_walk._recent.items()) == list(python._recent.items())

@@ -35,6 +35,7 @@ from phonehome.detect.decoders import (
 )
 from phonehome.detect.matcher import Engine, build_engine, cached_engine
 from phonehome.detect.needles import IdentifierLike
+from phonehome.model import Part
 from phonehome.protocols.compression import decompress
 from phonehome.quickinit import quick_init
 
@@ -171,6 +172,23 @@ class Detector:
                 del self._recent[next(iter(self._recent))]  # the oldest
             recent = self._recent[data] = (tuple(hits), tuple(notes))
         return recent
+
+    def scan_parts(self, parts: Sequence[Part]) -> list[tuple[int, Sequence[Hit], Sequence[str]]]:
+        """:meth:`scan` of each part's bytes: (index, hits, warnings) of the parts that gave any.
+
+        One call per exchange: most parts give nothing, and most were seen before.
+        """
+        if self._walker is not None:
+            found: list[tuple[int, Sequence[Hit], Sequence[str]]] = self._walker.scan_parts(
+                parts, self._recent, RECENT_PART_BYTES, RECENT_PARTS
+            )
+            return found
+        out = []
+        for i, part in enumerate(parts):
+            hits, notes = self.scan(part.data)
+            if hits or notes:
+                out.append((i, hits, notes))
+        return out
 
     def _scan(self, data: bytes) -> tuple[list[Hit], list[str]]:
         if self._walker is not None:
