@@ -18,6 +18,8 @@
 
 #define MAX_CHAIN 16
 
+static PyObject *collect_module; /* this module, where `collect` is found */
+
 /* ---------------------------------------------------------------- character classes */
 
 static unsigned char B64[256], HEX[256], DIGIT[256], ALNUM[256];
@@ -110,6 +112,9 @@ find_runs(const unsigned char *p, Py_ssize_t n, const unsigned char *cls, Py_ssi
 typedef struct {
     PyObject_HEAD
     PyObject *scan;        /* view -> list of (pattern id, end) */
+    PyObject *hs_scan;     /* a Hyperscan database's scan method, called with `collect`, or None */
+    PyObject *hs_kwargs;   /* its keywords: match_event_handler=collect, context=hs_found */
+    PyObject *hs_found;    /* the list `collect` fills, emptied before each scan */
     PyObject *matched;     /* dict: pattern id -> entry (see Detector._entry) */
     PyObject *entry;       /* pattern id -> entry */
     PyObject *digests;     /* raw digest -> list of (ident, form, encoding), or None */
@@ -275,7 +280,23 @@ glued(int cls, unsigned char c)
 static int
 matcher_spans(Walker *w, PyObject *view, const unsigned char *p, Py_ssize_t size, Spans *sp)
 {
-    PyObject *found = PyObject_CallOneArg(w->scan, view);
+    PyObject *found;
+    if (w->hs_scan != Py_None) {
+        /* Straight to the database, its matches gathered by `collect` without a Python frame. */
+        if (PyList_SetSlice(w->hs_found, 0, PyList_GET_SIZE(w->hs_found), NULL) < 0)
+            return -1;
+        PyObject *args = PyTuple_Pack(1, view);
+        if (args == NULL)
+            return -1;
+        PyObject *done = PyObject_Call(w->hs_scan, args, w->hs_kwargs);
+        Py_DECREF(args);
+        if (done == NULL)
+            return -1;
+        Py_DECREF(done);
+        found = Py_NewRef(w->hs_found);
+    }
+    else
+        found = PyObject_CallOneArg(w->scan, view);
     if (found == NULL)
         return -1;
     PyObject *seq = PySequence_Fast(found, "the matcher must return a sequence");
@@ -1078,16 +1099,38 @@ Walker_views(Walker *self, PyObject *data)
     return run_walk(self, data, 1);
 }
 
+/* A Hyperscan match event handler: (id, from, to, flags, context) -> append (id, to) to the
+ * context list; None, so that scanning goes on. */
+static PyObject *
+collect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "collect(id, from, to, flags, context: list)");
+        return NULL;
+    }
+    PyObject *match = PyTuple_Pack(2, args[0], args[2]);
+    if (match == NULL)
+        return NULL;
+    int rc = PyList_Append(args[4], match);
+    Py_DECREF(match);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------- the type */
 
 static int
 Walker_init(Walker *self, PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"scan", "matched", "entry", "digests", "decompress", "b64decode", "b64url", "b64errors",
+    static char *kw[] = {"scan", "hs_scan", "matched", "entry", "digests", "decompress", "b64decode", "b64url", "b64errors",
                          "hit", "messages", "max_depth", "max_tokens", "min_b64", "min_b64_nested", "min_hex",
                          "context", "budget_bytes", "budget_views", NULL};
-    PyObject *scan, *matched, *entry, *digests, *decompress, *b64decode, *b64url, *b64errors, *hit, *messages;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OOOOOOOO!nnnnnnnn", kw, &scan, &PyDict_Type, &matched, &entry,
+    PyObject *scan, *hs_scan, *matched, *entry, *digests, *decompress, *b64decode, *b64url, *b64errors, *hit,
+        *messages;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!OOOOOOOO!nnnnnnnn", kw, &scan, &hs_scan, &PyDict_Type, &matched,
+                                     &entry,
                                      &digests, &decompress, &b64decode, &b64url, &b64errors, &hit, &PyTuple_Type,
                                      &messages, &self->max_depth, &self->max_tokens, &self->min_b64,
                                      &self->min_b64_nested, &self->min_hex, &self->context, &self->budget_bytes,
@@ -1107,6 +1150,18 @@ Walker_init(Walker *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     Py_XSETREF(self->scan, Py_NewRef(scan));
+    Py_XSETREF(self->hs_scan, Py_NewRef(hs_scan));
+    PyObject *found = PyList_New(0), *handler = PyObject_GetAttrString(collect_module, "collect");
+    PyObject *hs_kwargs = found != NULL && handler != NULL
+                              ? Py_BuildValue("{sOsO}", "match_event_handler", handler, "context", found)
+                              : NULL;
+    Py_XDECREF(handler);
+    if (hs_kwargs == NULL) {
+        Py_XDECREF(found);
+        return -1;
+    }
+    Py_XSETREF(self->hs_found, found);
+    Py_XSETREF(self->hs_kwargs, hs_kwargs);
     Py_XSETREF(self->matched, Py_NewRef(matched));
     Py_XSETREF(self->entry, Py_NewRef(entry));
     Py_XSETREF(self->digests, Py_NewRef(digests));
@@ -1133,6 +1188,9 @@ static int
 Walker_traverse(Walker *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->scan);
+    Py_VISIT(self->hs_scan);
+    Py_VISIT(self->hs_kwargs);
+    Py_VISIT(self->hs_found);
     Py_VISIT(self->matched);
     Py_VISIT(self->entry);
     Py_VISIT(self->digests);
@@ -1149,6 +1207,9 @@ static int
 Walker_clear(Walker *self)
 {
     Py_CLEAR(self->scan);
+    Py_CLEAR(self->hs_scan);
+    Py_CLEAR(self->hs_kwargs);
+    Py_CLEAR(self->hs_found);
     Py_CLEAR(self->matched);
     Py_CLEAR(self->entry);
     Py_CLEAR(self->digests);
@@ -1196,11 +1257,18 @@ static PyTypeObject WalkerType = {
     .tp_methods = Walker_methods,
 };
 
+static PyMethodDef module_methods[] = {
+    {"collect", (PyCFunction)(void (*)(void))collect, METH_FASTCALL,
+     "collect(id, from, to, flags, context): a Hyperscan match handler that appends (id, to) to context."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "phonehome._detect",
     .m_doc = "The detector's walk through one part's views, in C (optional; see scan.py).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC
@@ -1212,6 +1280,7 @@ PyInit__detect(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    collect_module = m; /* borrowed: the module outlives its walkers */
     if (PyModule_AddObjectRef(m, "Walker", (PyObject *)&WalkerType) < 0) {
         Py_DECREF(m);
         return NULL;

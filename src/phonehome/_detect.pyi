@@ -3,11 +3,14 @@
 from collections.abc import Callable, Sequence
 from typing import Any
 
+def collect(id: int, start: int, end: int, flags: int, context: list[tuple[int, int]], /) -> None: ...
+
 class Walker:
     def __init__(
         self,
         *,
         scan: Callable[[bytes], Sequence[tuple[int, int]]],
+        hs_scan: Callable[..., Any] | None,
         matched: dict[int, Any],
         entry: Callable[[int], Any],
         digests: Callable[[bytes], Sequence[tuple[int, str, str]]] | None,

@@ -132,6 +132,13 @@ class Hyperscan:
         engine._empty, engine._db = False, database
         return engine
 
+    @property
+    def database_scan(self) -> Any:
+        """The compiled database's own ``scan`` method, where its match ids are the pattern
+        indexes (no pattern beside it): phonehome._detect calls it with its own match handler.
+        None otherwise."""
+        return None if self._empty or self._side is not None else self._db.scan
+
     def scan(self, data: bytes) -> list[tuple[int, int]]:
         if not data:
             return []

@@ -327,6 +327,7 @@ def _c_walker(detector: Detector) -> Any:
     fresh = Budget()
     return _Walker(
         scan=detector.engine.scan,
+        hs_scan=getattr(detector.engine, "database_scan", None),
         matched=detector._matched,
         entry=detector._entry,
         digests=detector.needles.digest_entries if detector.digests else None,
