@@ -104,11 +104,13 @@ def target_parts(
     if query:
         parts.append(Part(WHERE_QUERY, query))
     content_type: str | None = None
+    names = _NAMES
     for raw_name, raw_value in headers:
-        name, where = _header_name(raw_name)
+        known = names.get(raw_name)
+        name, where = known if known is not None else _header_name(raw_name)
         if where is None:
             continue
-        value = _b(raw_value).strip()
+        value = raw_value.strip() if isinstance(raw_value, bytes) else _b(raw_value).strip()
         if not value:
             continue
         if name == b"cookie":
