@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from phonehome.attribute.domains import normalise, psl_date, registrable
@@ -93,3 +95,19 @@ def test_the_lists_built_from_pre_encoded_rules_read_every_rule_as_the_default_p
         for mine, theirs in zip(ours, reference, strict=True):
             assert mine.privatesuffix(name) == theirs.privatesuffix(name), name
             assert mine.publicsuffix(name) == theirs.publicsuffix(name), name
+
+
+def test_the_rules_from_the_cache_are_those_read_from_the_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phonehome.attribute.domains import psl_rules
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("PHONEHOME_NO_CACHE", raising=False)
+    built = psl_rules()
+    (entry,) = (tmp_path / "phonehome").glob("psl-*.json")
+    assert psl_rules() == built
+    assert len(built[0]) > len(built[1]) > 5000  # the private section is in the first only
+    for garbage in (b"", b"{}", b'{"all": [1], "icann": []}', entry.read_bytes()[:-5]):
+        entry.write_bytes(garbage)
+        assert psl_rules() == built  # a broken entry is read from the list again

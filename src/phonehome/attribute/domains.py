@@ -14,12 +14,16 @@ trailing dot, upper case or Unicode labels; :func:`normalise` turns them into on
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.metadata import version
 
 from publicsuffixlist import PSLFILE, PublicSuffixList
+
+from phonehome.cache import cache_folder, read_entry, save_entry
 
 # RFC 1035 §2.3.4: a name is at most 255 octets on the wire, 253 characters written out.
 MAX_NAME = 253
@@ -49,13 +53,58 @@ def psl_lines() -> list[str]:
     return out
 
 
+# The markers around the ICANN section of the list; what follows the end is the private section.
+_ICANN_BEGIN, _ICANN_END = "// ===BEGIN ICANN DOMAINS===", "// ===END ICANN DOMAINS==="
+
+
+def psl_rules() -> tuple[list[str], list[str]]:
+    """Every rule of the bundled list, and those of its ICANN section, each rule in Unicode and in
+    its A-label form (see :func:`psl_lines`), lower case, without comments.
+
+    Kept in the cache folder, keyed by the list's own bytes: reading and IDNA-encoding ten
+    thousand rules is most of what building the lists costs.
+    """
+    with open(PSLFILE, "rb") as fh:
+        source = fh.read()
+    directory = cache_folder()
+    path = None
+    if directory is not None:
+        digest = hashlib.sha256(b"psl-rules 1\0" + source).hexdigest()[:32]
+        path = directory / f"psl-{digest}.json"
+        data = read_entry(path)
+        if data is not None:
+            try:
+                doc = json.loads(data)
+                rules, icann = doc["all"], doc["icann"]
+                if all(isinstance(x, list) and all(isinstance(r, str) for r in x) for x in (rules, icann)):
+                    return rules, icann
+            except (ValueError, KeyError, TypeError):
+                pass  # unreadable: built again
+    rules, icann = [], []
+    in_icann = False
+    for line in psl_lines():
+        marker = line.rstrip()
+        if marker in (_ICANN_BEGIN, _ICANN_END):
+            in_icann = marker == _ICANN_BEGIN
+            continue
+        rule = line.lower().split(" ")[0].rstrip()
+        if not rule or rule.startswith("//"):
+            continue
+        rules.append(rule)
+        if in_icann:
+            icann.append(rule)
+    if path is not None:
+        save_entry(path, json.dumps({"all": rules, "icann": icann}).encode("utf-8"))
+    return rules, icann
+
+
 @cache
 def _lists() -> tuple[PublicSuffixList, PublicSuffixList]:
-    # Built once per process, on first use.
-    lines = psl_lines()
+    # Built once per process, on first use: the whole list, and its ICANN section alone.
+    rules, icann = psl_rules()
     return (
-        PublicSuffixList(lines, accept_encoded_idn=False),
-        PublicSuffixList(lines, accept_encoded_idn=False, only_icann=True),
+        PublicSuffixList(rules, accept_encoded_idn=False),
+        PublicSuffixList(icann, accept_encoded_idn=False),
     )
 
 
