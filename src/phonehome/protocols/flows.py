@@ -221,6 +221,7 @@ class _Tls(_Consumer):
                 self.decryptor = tlsrecords.TlsDecryptor(keys)
                 self.flow.reply_reasm = Reassembler(max_buffered=self.table.limits.max_stream_buffer)
                 self.flow.reply_sink = self
+                self.table.set_lanes(self.flow)
                 head, self.head = bytes(self.head), bytearray()
                 self.decryptor.receive(tlsrecords.CLIENT, head)
                 self._pump()
@@ -249,6 +250,7 @@ class _Tls(_Consumer):
             # The client's records need nothing more from the server's side.
             self.flow.reply_reasm = None
             self.flow.reply_sink = None
+            self.table.set_lanes(self.flow)
         self._pump()
 
     def close(self) -> None:
@@ -455,12 +457,17 @@ class FlowTable:
         self._now = 0.0
         self._count = 0
         self._fed = 0  # TCP payload bytes taken in since the bytes held were last counted
-        self.stats = {"packets": 0, "tcp_flows": 0, "udp_datagrams": 0, "evicted": 0, "encrypted_bytes": 0}
+        self._stats = {"tcp_flows": 0, "udp_datagrams": 0, "evicted": 0, "encrypted_bytes": 0}
         # The capture reader's fast lane (sources.capture.Lane): each direction of every open IPv4
         # TCP flow -> (the flow, whether all its packets can be passed over). Packets from the
         # server are never read unless a TLS decryptor follows its handshake, so that direction
         # is passed over whole; from the client, only packets without payload or SYN/FIN/RST.
         self.lanes: dict[bytes, tuple[_TcpFlow, bool]] = {}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts of what the table saw: packets, TCP flows, UDP datagrams, flows evicted, ..."""
+        return {"packets": self._count, **self._stats}
 
     # ---- output -------------------------------------------------------------------------------
 
@@ -632,9 +639,9 @@ class FlowTable:
             # endless run of addresses must not grow memory without bound. Oldest forgotten first.
             while len(self.names) > self.limits.max_names:
                 del self.names[next(iter(self.names))]
-                if not self.stats.get("names_forgotten"):
+                if not self._stats.get("names_forgotten"):
                     self.notice(f"more than {self.limits.max_names} addresses named by DNS; oldest forgotten")
-                self.stats["names_forgotten"] = self.stats.get("names_forgotten", 0) + 1
+                self._stats["names_forgotten"] = self._stats.get("names_forgotten", 0) + 1
             return
         if not from_client:
             return
@@ -665,7 +672,6 @@ class FlowTable:
         payload: bytes,
     ) -> None:
         self._now = time
-        self.stats["packets"] += 1
         if proto == TCP:
             self._tcp_packet(src, dst, sport, dport, flags, seq, payload)
         elif proto == UDP:
@@ -695,11 +701,12 @@ class FlowTable:
             label = f"tcp {_endpoint(client)}>{_endpoint(server)}"
             flow = _TcpFlow(client, server, label, self.limits.max_stream_buffer)
             self._tcp[key] = flow
-            self.stats["tcp_flows"] += 1
+            self.set_lanes(flow)
+            self._stats["tcp_flows"] += 1
             from_client = client_is_src
             if len(self._tcp) > self.limits.max_flows:
                 _old_key, old = self._tcp.popitem(last=False)
-                self.stats["evicted"] += 1
+                self._stats["evicted"] += 1
                 self.notice(
                     f"more than {self.limits.max_flows} open TCP flows; oldest closed early", old.label
                 )
@@ -728,7 +735,11 @@ class FlowTable:
         if flags & RST or (flow.client_fin and flow.server_fin):
             self._tcp.pop(key if from_client else (dst, dport, src, sport), None)
             self._close(flow)
-        elif flow.lane_keys is not None:
+
+    def set_lanes(self, flow: _TcpFlow) -> None:
+        """Enter an open flow's directions in :attr:`lanes`: when it opens, and whenever whether a
+        TLS decryptor follows the server's side changes (its ``reply_reasm``)."""
+        if flow.lane_keys is not None:
             to_server, to_client = flow.lane_keys
             self.lanes[to_server] = (flow, False)
             self.lanes[to_client] = (flow, flow.reply_reasm is None)
@@ -750,7 +761,7 @@ class FlowTable:
         holding.sort(reverse=True)
         for held, key in holding:
             flow = self._tcp.pop(key)
-            self.stats["evicted"] += 1
+            self._stats["evicted"] += 1
             self.notice(
                 f"over {limit} bytes held across all TCP flows; this flow, holding {held}, closed early",
                 flow.label,
@@ -768,7 +779,6 @@ class FlowTable:
         that expired flows whose output waits in :meth:`drain`.
         """
         self._now = time
-        self.stats["packets"] += count
         self._tcp.move_to_end(flow.key)
         flow.last = time
         self._count += count
@@ -819,7 +829,7 @@ class FlowTable:
             flow.consumer = None
 
     def _udp_packet(self, src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> None:
-        self.stats["udp_datagrams"] += 1
+        self._stats["udp_datagrams"] += 1
         if sport in DNS_PORTS or dport in DNS_PORTS:
             label = f"udp {_endpoint((src, sport))}>{_endpoint((dst, dport))}"
             self.dns_payload(payload, (src, sport), (dst, dport), label, "udp", dport in DNS_PORTS)
@@ -836,7 +846,7 @@ class FlowTable:
         if dport in QUIC_PORTS and (payload[0] & 0x80 or key in self._quic):
             # QUIC: long-header packets (and, once a flow has shown them, short-header ones) are
             # protected; only Initial packets can be read without secrets.
-            self.stats["encrypted_bytes"] += len(payload)
+            self._stats["encrypted_bytes"] += len(payload)
             if payload[0] & 0x80:
                 self._quic_initial(key, payload)
             return
