@@ -500,25 +500,26 @@ class FlowTable:
         server_ip = ip_text(server[0])
         if not host:
             host, name_source = self._name_of(server_ip)
+        # Positionally, in Exchange's field order: an exchange is made for every request.
         self._out.append(
             Exchange(
-                source=self.source,
-                flow=flow_label,
-                time=self._now,
-                transport=transport,
-                protocol=protocol,
-                client_ip=ip_text(client[0]),
-                client_port=client[1],
-                server_ip=server_ip,
-                server_port=server[1],
-                parts=parts,
-                host=host,
-                url=url,
-                method=method,
-                encrypted=encrypted or tls_context is not None,
-                tls_version=tls_context.version if tls_context else None,
-                tls_cipher=tls_context.cipher if tls_context else None,
-                name_source=name_source,
+                self.source,
+                flow_label,
+                self._now,
+                transport,
+                protocol,
+                ip_text(client[0]),
+                client[1],
+                server_ip,
+                server[1],
+                parts,
+                host,
+                url,
+                method,
+                encrypted or tls_context is not None,
+                tls_context.version if tls_context else None,
+                tls_context.cipher if tls_context else None,
+                name_source,
             )
         )
 
