@@ -91,6 +91,7 @@ def _make_finding_text() -> Callable[[Finding], str]:
     """
     types = {f.name: f.type for f in fields(Finding)}
     namespace: dict[str, Any] = {"values": _finding_values, "text": _text, "number": float.__repr__}
+    namespace["known"] = _TEXTS.get
     namespace["encode"] = _COMPACT.encode
     namespace["INF"] = float("inf")
     pieces = []
@@ -98,7 +99,7 @@ def _make_finding_text() -> Callable[[Finding], str]:
         key = ("{" if i == 0 else ", ") + _COMPACT.encode(name) + ": "
         kind = types[name]
         if kind in ("str", "str | None"):
-            value = f"text(v{i})"
+            value = f"(known(v{i}) or text(v{i}))"  # a text seen before without a call
         elif kind == "int":
             value = f"int.__repr__(v{i})"
         elif kind == "bool":
@@ -123,7 +124,7 @@ def _make_finding_text() -> Callable[[Finding], str]:
 
 
 # Text values seen before -> their JSON text; bounded, as a capture can hold endless evidence.
-_TEXTS: dict[str, str] = {}
+_TEXTS: dict[str | None, str] = {None: "null"}
 _TEXTS_MAX = 1 << 16
 
 
