@@ -136,9 +136,12 @@ class Auditor:
                         verdict=self.verdict,
                     )
                 )
-        out.extend(self.locations.findings(exchange, self.destinations.describe))
+        located = self.locations.findings(exchange, self.destinations.describe)
+        out.extend(located)
         if self.discoverer is not None:
             self.discoverer.observe(exchange)
+        if self.policy is None and not located:
+            return out  # each made with the verdict of no policy already (fixed_verdict)
         # Judged last, once every field a rule may name (owner, role, country) is filled.
         return judge_all(self.policy, out)
 
