@@ -93,6 +93,32 @@ def _header_name(raw: str | bytes) -> tuple[bytes, str | None]:
     return known
 
 
+# A header as sent -> the parts it gives and the content type it declares (or None). Apps send
+# the same headers on every request, and parts are immutable: one part serves every request that
+# sent the same header. Bounded in entries and in the size of each, as a capture can hold endless
+# new headers.
+_HEADERS: dict[tuple[str | bytes, str | bytes], tuple[tuple[Part, ...], str | None]] = {}
+_HEADERS_MAX = 4096
+_HEADER_VALUE_MAX = 512
+
+
+def _header_parts(raw_name: str | bytes, raw_value: str | bytes) -> tuple[tuple[Part, ...], str | None]:
+    name, where = _header_name(raw_name)
+    if where is None:
+        return (), None
+    value = raw_value.strip() if isinstance(raw_value, bytes) else _b(raw_value).strip()
+    if not value:
+        return (), None
+    if name == b"cookie":
+        cookies = []
+        for cookie in value.split(b";"):
+            cookie = cookie.strip()
+            if cookie:
+                cookies.append(Part(WHERE_COOKIE, cookie))
+        return tuple(cookies), None
+    return (Part(where, value),), value.decode("latin-1") if name == b"content-type" else None
+
+
 def target_parts(
     path: bytes,
     query: bytes,
@@ -104,24 +130,18 @@ def target_parts(
     if query:
         parts.append(Part(WHERE_QUERY, query))
     content_type: str | None = None
-    names = _NAMES
-    for raw_name, raw_value in headers:
-        known = names.get(raw_name)
-        name, where = known if known is not None else _header_name(raw_name)
-        if where is None:
-            continue
-        value = raw_value.strip() if isinstance(raw_value, bytes) else _b(raw_value).strip()
-        if not value:
-            continue
-        if name == b"cookie":
-            for cookie in value.split(b";"):
-                cookie = cookie.strip()
-                if cookie:
-                    parts.append(Part(WHERE_COOKIE, cookie))
-            continue
-        if name == b"content-type":
-            content_type = value.decode("latin-1")
-        parts.append(Part(where, value))
+    known = _HEADERS
+    for header in headers:
+        found = known.get(header)
+        if found is None:
+            found = _header_parts(*header)
+            if len(header[1]) <= _HEADER_VALUE_MAX:
+                if len(known) >= _HEADERS_MAX:
+                    known.clear()
+                known[header] = found
+        parts.extend(found[0])
+        if found[1] is not None:
+            content_type = found[1]
     if body:
         sections = None
         if content_type and content_type.lower().startswith("multipart/"):
