@@ -397,19 +397,6 @@ class RequestParser:
         self._tunnel_head = bytearray()  # first bytes of a CONNECT tunnel, for take_tunnel_data()
         self._tunnel_open = False  # still collecting them (until taken, a gap, or the bound)
 
-        self._steps: dict[_State, Callable[[], Signal | None]] = {
-            _State.HEAD: self._step_head,
-            _State.BODY_LENGTH: self._step_body_length,
-            _State.SKIP_LENGTH: self._step_skip_length,
-            _State.CHUNK_SIZE: self._step_chunk_size,
-            _State.CHUNK_DATA: self._step_chunk_data,
-            _State.CHUNK_END: self._step_chunk_end,
-            _State.TRAILERS: self._step_trailers,
-            _State.BODY_TO_EOF: self._step_body_to_eof,
-            _State.RESYNC: self._step_resync,
-            _State.TUNNEL: self._step_tunnel,
-            _State.DONE: self._step_done,
-        }
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -465,7 +452,7 @@ class RequestParser:
     def next_event(self) -> Event:
         """The next :class:`Request` or :class:`ParseWarning`, or :data:`NEED_DATA` / :data:`EOF`."""
         while not self._pending:
-            signal = self._steps[self._state]()
+            signal = _STEPS[self._state](self)
             if signal is not None and not self._pending:
                 return signal
         return self._pending.popleft()
@@ -1032,3 +1019,19 @@ class RequestParser:
         if self._buf:
             self._drop(len(self._buf))
         return EOF
+
+
+# What RequestParser.next_event does in each state: a table of its step methods, made once.
+_STEPS: dict[_State, Callable[[RequestParser], Signal | None]] = {
+    _State.HEAD: RequestParser._step_head,
+    _State.BODY_LENGTH: RequestParser._step_body_length,
+    _State.SKIP_LENGTH: RequestParser._step_skip_length,
+    _State.CHUNK_SIZE: RequestParser._step_chunk_size,
+    _State.CHUNK_DATA: RequestParser._step_chunk_data,
+    _State.CHUNK_END: RequestParser._step_chunk_end,
+    _State.TRAILERS: RequestParser._step_trailers,
+    _State.BODY_TO_EOF: RequestParser._step_body_to_eof,
+    _State.RESYNC: RequestParser._step_resync,
+    _State.TUNNEL: RequestParser._step_tunnel,
+    _State.DONE: RequestParser._step_done,
+}
