@@ -397,7 +397,6 @@ class RequestParser:
         self._tunnel_head = bytearray()  # first bytes of a CONNECT tunnel, for take_tunnel_data()
         self._tunnel_open = False  # still collecting them (until taken, a gap, or the bound)
 
-
     # -- input ---------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
@@ -642,18 +641,21 @@ class RequestParser:
                 self._header_line(draft, line.removesuffix(b"\r"), framing=True)
             self._end_of_head(draft)
             return True
-        self._drop(end)
-        transfer = [c for value in te for c in _codings(value)]
-        content = [c for value in ce for c in _codings(value)]
         length = _length_of(lengths)
         if (
-            not transfer
+            not te
             and length is not None
             and length <= min(avail - end, self.max_body)
             and method != b"CONNECT"
         ):
             # The whole request is here: what _end_of_head, _step_body_length and _finish would do.
-            body, problems = decode_body(", ".join(content), self._consume(length), self.max_decoded)
+            body = bytes(self._buf[end : end + length]) if length else b""
+            self._drop(end + length)
+            problems: list[str] = []
+            if ce:
+                body, problems = decode_body(
+                    ", ".join(c for value in ce for c in _codings(value)), body, self.max_decoded
+                )
             self._pending.append(
                 Request(
                     method.decode("ascii"),
@@ -667,6 +669,9 @@ class RequestParser:
                 )
             )
             return True
+        self._drop(end)
+        transfer = [c for value in te for c in _codings(value)]
+        content = [c for value in ce for c in _codings(value)]
         draft = self._draft = _Draft.begin((method, target, version), offset, end)
         draft.headers = headers
         draft.content_lengths = lengths
