@@ -263,6 +263,7 @@ def looks_like_request(head: bytes) -> bool:
     return bool(match.group(1)) or len(window) < 16
 
 
+@lru_cache(maxsize=4096)  # a Host value recurs on every request to that host
 def _authority_host(authority: bytes) -> str | None:
     host = authority.rpartition(b"@")[2]
     # An IPv6 literal is bracketed (RFC 3986 §3.2.2); otherwise a colon starts the port.
