@@ -265,3 +265,46 @@ def test_packets_passed_over_undecoded_change_nothing(tmp_path) -> None:  # type
     assert fast == slow
     hosts = [e.host for e in fast if isinstance(e, Exchange)]
     assert hosts == ["a.example", "b.example"]
+
+
+def test_a_tls_connection_without_secrets_is_passed_over_past_its_client_hello(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from phonehome.sources import capture, read_packets
+
+    sni = b"tracker.example.net"
+    ext = struct.pack("!HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni
+    body = (
+        b"\x03\x03"
+        + bytes(32)
+        + b"\x00"
+        + b"\x00\x02\x13\x01"
+        + b"\x01\x00"
+        + struct.pack("!H", len(ext))
+        + ext
+    )
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    hello = b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
+    # The hello in one segment, then the client's encrypted records, one gap among them.
+    packets = _tcp_session(hello + b"\x17\x03\x03\x00\x40" + b"\xaa" * 64 * 5, dport=443)
+    packets = [p for i, p in enumerate(packets) if i != len(packets) // 2]
+    path = tmp_path / "tls.pcap"
+    _pcap_file(path, packets, [1000.0 + i for i in range(len(packets))])
+    passed: list[int] = []
+    original = FlowTable.pass_over
+
+    def counting(self: FlowTable, flow: object, time: float, count: int = 1) -> bool:
+        passed.append(count)
+        return original(self, flow, time, count)
+
+    FlowTable.pass_over = counting  # type: ignore[method-assign]
+    try:
+        fast = list(read_packets(str(path)))
+    finally:
+        FlowTable.pass_over = original  # type: ignore[method-assign]
+    assert fast == _without_lane(str(path))
+    (ex,) = _exchanges(fast)
+    assert ex.host == "tracker.example.net" and not [e for e in fast if isinstance(e, Notice)]
+    # Every segment of records after the hello's was passed over, not decoded.
+    hello_segments = -(-len(hello) // 7)
+    records = len(packets) - 4 - hello_segments
+    assert sum(passed) == records
+    assert capture._walk_pcap is None or records > 10

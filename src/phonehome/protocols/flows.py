@@ -70,6 +70,7 @@ class _TcpFlow:
     __slots__ = (
         "client",
         "client_fin",
+        "client_read",
         "consumer",
         "key",
         "label",
@@ -91,6 +92,9 @@ class _TcpFlow:
         self.last = 0.0
         self.client_fin = False
         self.server_fin = False
+        # False once the consumer reads nothing more the client sends (a TLS connection past its
+        # ClientHello, without secrets to decrypt it): its payload is then passed over.
+        self.client_read = True
         # The server's stream, reassembled only while a TLS decryptor needs its handshake.
         self.reply_reasm: Reassembler | None = None
         self.reply_sink: _Tls | None = None
@@ -213,11 +217,14 @@ class _Tls(_Consumer):
             self.table.notice(f"TLS: {exc.message}", self.flow.label)
             self.reader = None
             self.head = bytearray()
+            self.table.stop_reading(self.flow)
             return
         if isinstance(hello, tls.ClientHello):
             self.reader = None
             self.table.client_hello(self.flow, hello)
-            if keys:
+            if not keys:
+                self.table.stop_reading(self.flow)  # application data: encrypted, nothing to read
+            else:
                 self.decryptor = tlsrecords.TlsDecryptor(keys)
                 self.flow.reply_reasm = Reassembler(max_buffered=self.table.limits.max_stream_buffer)
                 self.flow.reply_sink = self
@@ -461,7 +468,8 @@ class FlowTable:
         # The capture reader's fast lane (sources.capture.Lane): each direction of every open IPv4
         # TCP flow -> (the flow, whether all its packets can be passed over). Packets from the
         # server are never read unless a TLS decryptor follows its handshake, so that direction
-        # is passed over whole; from the client, only packets without payload or SYN/FIN/RST.
+        # is passed over whole; from the client, only packets without payload or SYN/FIN/RST,
+        # and its payload too once the consumer reads nothing more of it (stop_reading).
         self.lanes: dict[bytes, tuple[_TcpFlow, bool]] = {}
 
     @property
@@ -715,6 +723,8 @@ class FlowTable:
         else:
             self._tcp.move_to_end(key if from_client else (dst, dport, src, sport))
         flow.last = self._now
+        if from_client and payload and not flow.client_read and not flags & (SYN | FIN | RST):
+            return  # as the fast lane passes it over (see stop_reading)
         if payload and (from_client or flow.reply_reasm is not None):
             # What flows hold can only have grown by what came in: count it now and then.
             self._fed += len(payload)
@@ -738,12 +748,18 @@ class FlowTable:
             self._close(flow)
 
     def set_lanes(self, flow: _TcpFlow) -> None:
-        """Enter an open flow's directions in :attr:`lanes`: when it opens, and whenever whether a
-        TLS decryptor follows the server's side changes (its ``reply_reasm``)."""
+        """Enter an open flow's directions in :attr:`lanes`: when it opens, and whenever what is read
+        of a side changes (its ``client_read``, or whether a TLS decryptor follows the server's
+        side: its ``reply_reasm``)."""
         if flow.lane_keys is not None:
             to_server, to_client = flow.lane_keys
-            self.lanes[to_server] = (flow, False)
+            self.lanes[to_server] = (flow, not flow.client_read)
             self.lanes[to_client] = (flow, flow.reply_reasm is None)
+
+    def stop_reading(self, flow: _TcpFlow) -> None:
+        """The client's payload means nothing more to the flow's consumer: pass it over."""
+        flow.client_read = False
+        self.set_lanes(flow)
 
     def _bound_held(self) -> None:
         """Close the flows holding most, until all TCP flows together hold at most the limit."""
