@@ -120,19 +120,19 @@ def evidence(data: bytes, start: int, end: int) -> str:
     )
 
 
+# The class of each byte at a pattern's edge: a digit, another letter or digit, or neither.
+_BYTE_CLASS = bytes(
+    EDGE_DIGITS if b in _DIGITS else EDGE_ALNUM if b in _ALNUM else EDGE_NONE for b in range(256)
+)
+
+
 def _edge_class(pattern: bytes) -> tuple[int, int]:
-    """Which neighbouring bytes would make a match part of a longer token, for each edge (EDGE_*)."""
+    """Which neighbouring bytes would make a match part of a longer token, for each edge (EDGE_*):
+    a digit glued to a number is part of it; a letter or digit glued to any other token is."""
     core = pattern.lstrip(b"+")
-    all_digits = bool(core) and all(b in _DIGITS for b in core)
-
-    def cls(byte: int) -> int:
-        if byte in _DIGITS:
-            return EDGE_DIGITS if all_digits else EDGE_ALNUM
-        if byte in _ALNUM:
-            return EDGE_ALNUM
-        return EDGE_NONE
-
-    return cls(pattern[0]), cls(pattern[-1])
+    widen = EDGE_ALNUM if not core.isdigit() else EDGE_DIGITS
+    first, last = _BYTE_CLASS[pattern[0]], _BYTE_CLASS[pattern[-1]]
+    return (widen if first == EDGE_DIGITS else first), (widen if last == EDGE_DIGITS else last)
 
 
 class Detector:
