@@ -10,11 +10,11 @@ and offset).
 from __future__ import annotations
 
 import ipaddress
-import re
 import struct
 from dataclasses import dataclass
 
 from phonehome.errors import InputError
+from phonehome.quickinit import quick_init
 
 TYPE_A = 1
 TYPE_CNAME = 5
@@ -39,9 +39,11 @@ _OCTET_TEXT = tuple(
     "\\" + chr(b) if b in b".\\" else chr(b).lower() if 0x21 <= b <= 0x7E else f"\\{b:03d}"
     for b in range(256)
 )
-_PLAIN_LABEL = re.compile(rb"[!-\-/-\[\]-~]*")
+# The octets a label may hold and be written as they are (lower-cased): printable, but not '.' or '\\'.
+_PLAIN_OCTETS = bytes(b for b in range(0x21, 0x7F) if b not in b".\\")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DnsMessage:
     id: int
@@ -51,7 +53,7 @@ class DnsMessage:
 
 
 def _label_text(label: bytes) -> str:
-    if _PLAIN_LABEL.fullmatch(label):
+    if not label.translate(None, _PLAIN_OCTETS):
         return label.lower().decode("ascii")
     return "".join(_OCTET_TEXT[b] for b in label)
 
@@ -61,7 +63,7 @@ def _read_name(buf: bytes, pos: int) -> tuple[str, int]:
     labels: list[str] = []
     wire_length = 1  # the terminating root label
     after: int | None = None
-    visited: set[int] = set()
+    visited: set[int] | None = None  # where compression pointers led, once one is followed
     size = len(buf)
     while True:
         if pos >= size:
@@ -78,6 +80,8 @@ def _read_name(buf: bytes, pos: int) -> tuple[str, int]:
             target = ((length & 0x3F) << 8) | buf[pos + 1]
             if after is None:
                 after = pos + 2
+            if visited is None:
+                visited = set()
             if target in visited or len(visited) >= _MAX_POINTERS:
                 raise InputError("DNS compression pointer loop")
             visited.add(target)
@@ -92,7 +96,11 @@ def _read_name(buf: bytes, pos: int) -> tuple[str, int]:
         end = pos + 1 + length
         if end > size:
             raise InputError("DNS label runs past the end of the message")
-        labels.append(_label_text(buf[pos + 1 : end]))
+        label = buf[pos + 1 : end]
+        # A label of plain octets (the usual) is read here; the others by _label_text.
+        labels.append(
+            label.lower().decode("ascii") if not label.translate(None, _PLAIN_OCTETS) else _label_text(label)
+        )
         pos = end
     return ".".join(labels), pos if after is None else after
 
