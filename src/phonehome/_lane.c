@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Why walk_pcap stopped (capture.py names them _LANE_NEED_BYTES, _LANE_SLOW, _LANE_FLUSHED,
  * _LANE_DECODED). */
@@ -40,11 +41,25 @@ as_ssize(PyObject *obj, Py_ssize_t *out)
     return !(*out == -1 && PyErr_Occurred());
 }
 
+/* The lane entry of the last key looked up, while the lanes cannot have changed (no Python code
+ * ran since): consecutive packets of one flow are the usual case. `flow` is a strong reference. */
+typedef struct {
+    unsigned char key[12];
+    PyObject *flow; /* NULL: nothing remembered */
+    int whole;
+} Seen;
+
+static void
+forget(Seen *seen)
+{
+    Py_CLEAR(seen->flow);
+}
+
 /* The lane's flow for one record whose IPv4 header starts at `ip` (at least 40 bytes before
  * `nxt`): a new reference when the lane takes the packet, NULL when it does not (or, with an
  * error set, on a Python error). */
 static PyObject *
-lane_flow(const unsigned char *b, Py_ssize_t ip, Py_ssize_t nxt, PyObject *lanes)
+lane_flow(const unsigned char *b, Py_ssize_t ip, Py_ssize_t nxt, PyObject *lanes, Seen *seen)
 {
     /* IPv4 with a 20-byte header (no options), TCP, not a later fragment, and a total length
      * that is either absent (0, as TSO captures write) or covers both headers. */
@@ -55,28 +70,48 @@ lane_flow(const unsigned char *b, Py_ssize_t ip, Py_ssize_t nxt, PyObject *lanes
     unsigned doff = b[ip + 32];
     if (doff < 0x50 || (b[ip + 33] & 0x07))
         return NULL;
-    PyObject *key = PyBytes_FromStringAndSize((const char *)b + ip + 12, 12);
-    if (key == NULL)
-        return NULL;
-    PyObject *entry = PyDict_GetItemWithError(lanes, key); /* borrowed */
-    Py_DECREF(key);
-    if (entry == NULL)
-        return NULL;
-    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
-        PyErr_SetString(PyExc_TypeError, "lane entries must be (flow, bool) tuples");
-        return NULL;
+    PyObject *candidate = NULL; /* borrowed from `seen` or a new reference to the entry's flow */
+    int whole;
+    if (seen->flow != NULL && memcmp(seen->key, b + ip + 12, 12) == 0) {
+        candidate = seen->flow;
+        Py_INCREF(candidate);
+        whole = seen->whole;
     }
-    Py_INCREF(entry); /* truth testing may run code that changes the dict */
-    int whole = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
+    else {
+        PyObject *key = PyBytes_FromStringAndSize((const char *)b + ip + 12, 12);
+        if (key == NULL)
+            return NULL;
+        PyObject *entry = PyDict_GetItemWithError(lanes, key); /* borrowed */
+        Py_DECREF(key);
+        if (entry == NULL)
+            return NULL;
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "lane entries must be (flow, bool) tuples");
+            return NULL;
+        }
+        Py_INCREF(entry); /* truth testing may run code that changes the dict */
+        PyObject *flag = PyTuple_GET_ITEM(entry, 1);
+        whole = PyObject_IsTrue(flag);
+        candidate = PyTuple_GET_ITEM(entry, 0);
+        Py_INCREF(candidate);
+        Py_DECREF(entry);
+        if (whole < 0) {
+            Py_DECREF(candidate);
+            return NULL;
+        }
+        forget(seen);
+        if (PyBool_Check(flag)) { /* remembered only where no Python code ran to answer */
+            memcpy(seen->key, b + ip + 12, 12);
+            seen->flow = Py_NewRef(candidate);
+            seen->whole = whole;
+        }
+    }
     Py_ssize_t ip_end = (total && ip + (Py_ssize_t)total < nxt) ? ip + (Py_ssize_t)total : nxt;
-    PyObject *flow = NULL;
     /* Unless it carries payload the flow reads. */
-    if (whole > 0 || (whole == 0 && ip_end <= ip + 20 + ((doff >> 2) & 0x3C))) {
-        flow = PyTuple_GET_ITEM(entry, 0);
-        Py_INCREF(flow);
-    }
-    Py_DECREF(entry);
-    return flow;
+    if (whole || ip_end <= ip + 20 + ((doff >> 2) & 0x3C))
+        return candidate;
+    Py_DECREF(candidate);
+    return NULL;
 }
 
 /* Packets of one flow passed over in a row, not yet handed to the lane. */
@@ -170,6 +205,7 @@ typedef struct {
     int stop;
     Py_ssize_t at, last_sec;
     PyObject *packet;
+    Seen seen; /* forgotten whenever Python code runs: it may change the lanes */
 } Walk;
 
 /* One whole record, from `pos` to `nxt`, whose frame holds an IPv4 header from `ip` to at most
@@ -180,12 +216,13 @@ take(Walk *w, const unsigned char *b, Py_ssize_t *pos, Py_ssize_t nxt, Py_ssize_
      double time, Py_ssize_t sec, Py_ssize_t base, PyObject *lanes, PyObject *pass_over, PyObject *passable)
 {
     int answer;
-    PyObject *flow = frame_end - ip >= 40 ? lane_flow(b, ip, frame_end, lanes) : NULL;
+    PyObject *flow = frame_end - ip >= 40 ? lane_flow(b, ip, frame_end, lanes, &w->seen) : NULL;
     if (flow == NULL && PyErr_Occurred())
         return -1;
     if (w->run.flow != NULL && flow != w->run.flow) {
         /* The run ends here; this record is read afresh if the lane has output first. */
         answer = hand_on(&w->run, pass_over);
+        forget(&w->seen);
         if (answer) {
             Py_XDECREF(flow);
             if (answer < 0)
@@ -198,6 +235,7 @@ take(Walk *w, const unsigned char *b, Py_ssize_t *pos, Py_ssize_t nxt, Py_ssize_
     if (flow != NULL) {
         if (w->run.flow == NULL) {
             w->run.room = room(passable);
+            forget(&w->seen);
             if (w->run.room < 0) {
                 Py_DECREF(flow);
                 return -1;
@@ -215,6 +253,7 @@ take(Walk *w, const unsigned char *b, Py_ssize_t *pos, Py_ssize_t nxt, Py_ssize_
         if (w->run.count >= w->run.room) {
             w->at = w->run.at;
             answer = hand_on(&w->run, pass_over);
+            forget(&w->seen);
             if (answer < 0)
                 return -1;
             if (answer) {
@@ -244,6 +283,7 @@ take(Walk *w, const unsigned char *b, Py_ssize_t *pos, Py_ssize_t nxt, Py_ssize_
 static PyObject *
 finish(Walk *w, Py_ssize_t pos, PyObject *pass_over)
 {
+    forget(&w->seen);
     if (w->run.flow != NULL) {
         Py_ssize_t run_at = w->run.at, run_sec = w->run.sec;
         int answer = hand_on(&w->run, pass_over);
@@ -269,6 +309,7 @@ finish(Walk *w, Py_ssize_t pos, PyObject *pass_over)
 static PyObject *
 walk_error(Walk *w)
 {
+    forget(&w->seen);
     Py_XDECREF(w->run.flow);
     Py_XDECREF(w->packet);
     return NULL;
@@ -319,7 +360,7 @@ walk_pcap(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bufobj);
-    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, last_sec, NULL};
+    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, last_sec, NULL, {{0}, NULL, 0}};
     while (end - pos >= hlen) {
         const unsigned char *rec = b + pos;
         uint32_t sec = read32(rec, (int)big), frac = read32(rec + 4, (int)big);
@@ -411,7 +452,7 @@ walk_pcapng(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bufobj);
-    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, -1, NULL};
+    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, -1, NULL, {{0}, NULL, 0}};
     while (end - pos >= 12) {
         uint32_t btype = read32(b + pos, (int)big), blen = read32(b + pos + 4, (int)big);
         if (btype != EPB || blen < 32 || (blen & 3) || (Py_ssize_t)blen > max_block) {

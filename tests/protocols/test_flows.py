@@ -308,3 +308,17 @@ def test_a_tls_connection_without_secrets_is_passed_over_past_its_client_hello(t
     records = len(packets) - 4 - hello_segments
     assert sum(passed) == records
     assert capture._walk_pcap is None or records > 10
+
+
+def test_a_flow_closed_has_no_lanes_even_when_its_consumer_reads_on_closing() -> None:
+    # A consumer reads what the flow held when it closes, and may then change what it reads
+    # (a ClientHello completed by bytes held out of order stops the reading): no lane comes back.
+    table = FlowTable("test")
+    table.packet(0.0, 6, PHONE, SERVER, 40000, 443, SYN, 1000, b"")
+    ((flow, _whole),) = {id(v[0]): v for v in table.lanes.values()}.values()
+    assert len(table.lanes) == 2
+    table.finish()
+    assert table.lanes == {}
+    table.stop_reading(flow)
+    table.set_lanes(flow)
+    assert table.lanes == {}

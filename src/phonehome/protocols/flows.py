@@ -750,8 +750,9 @@ class FlowTable:
     def set_lanes(self, flow: _TcpFlow) -> None:
         """Enter an open flow's directions in :attr:`lanes`: when it opens, and whenever what is read
         of a side changes (its ``client_read``, or whether a TLS decryptor follows the server's
-        side: its ``reply_reasm``)."""
-        if flow.lane_keys is not None:
+        side: its ``reply_reasm``). A flow already closed (its consumer reads what it held when
+        it closes) has no lanes."""
+        if flow.lane_keys is not None and self._tcp.get(flow.key) is flow:
             to_server, to_client = flow.lane_keys
             self.lanes[to_server] = (flow, not flow.client_read)
             self.lanes[to_client] = (flow, flow.reply_reasm is None)
