@@ -426,8 +426,9 @@ def test_parts_are_scanned_and_remembered_as_the_python_detector_does(datas: lis
     from phonehome.model import Part
 
     parts = [Part("query", data) for data in datas + datas[::2]]  # some seen twice
-    c_walk = Detector(list(SAMPLES.values()))
-    python = Detector(list(SAMPLES.values()), walk="python")
+    c_walk, python = _C_DETECTOR, _WALK_DETECTOR
+    c_walk._recent.clear()
+    python._recent.clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(scan, "RECENT_PARTS", 3)  # evictions too
         patch.setattr(scan, "RECENT_PART_BYTES", 40)
