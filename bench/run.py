@@ -14,7 +14,9 @@ holds. All ratios are taken in the same run, on the same machine and files:
 - pcapng: the quarter-size capture written as pcapng by editcap (when installed), against the
   same packets in classic pcap (a figure, no target).
 
-Each command runs BENCH_REPEAT times (default 3) and its fastest run counts, tshark's included.
+Each command runs BENCH_REPEAT times (default 3) and its fastest run counts, tshark's included;
+the commands a ratio compares run in turn (a, b, a, b, ...), so that a slow spell of a shared
+machine falls on both.
 Profiles are compiled once before timing (phonehome caches them under ~/.cache/phonehome, as a
 second audit with the same profile finds them), and that first compilation is reported apart.
 Generated files are kept in bench/out/ between runs. BENCH_TLS_MB sizes the TLS decryption figure.
@@ -56,9 +58,19 @@ REPEAT = max(1, int(os.environ.get("BENCH_REPEAT", "3")))
 
 def timed(cmd: list[str]) -> Run:
     """``cmd`` run :data:`REPEAT` times: the fastest, with the largest peak RSS seen."""
-    runs = [_timed_once(cmd) for _ in range(REPEAT)]
-    best = min(runs, key=lambda r: r.wall)
-    return Run(best.wall, best.cpu, max(r.rss for r in runs))
+    return timed_together([cmd])[0]
+
+
+def timed_together(cmds: list[list[str]]) -> list[Run]:
+    """Commands to be compared, each run :data:`REPEAT` times in turn (a, b, a, b, ...) so that a
+    slow spell of the machine falls on both rather than on whichever ran during it; for each,
+    the fastest run, with the largest peak RSS seen."""
+    runs: list[list[Run]] = [[] for _ in cmds]
+    for _ in range(REPEAT):
+        for cmd, seen in zip(cmds, runs, strict=True):
+            seen.append(_timed_once(cmd))
+    best = [min(seen, key=lambda r: r.wall) for seen in runs]
+    return [Run(b.wall, b.cpu, max(r.rss for r in seen)) for b, seen in zip(best, runs, strict=True)]
 
 
 def _timed_once(cmd: list[str]) -> Run:
@@ -136,9 +148,13 @@ def profile(n: int) -> Path:
     return path
 
 
+def audit_cmd(captures: list[Path], device: Path, *extra: str) -> list[str]:
+    out = ["--format", "json", "-o", str(OUT / "findings.json"), "--no-progress"]
+    return [str(BIN / "phonehome"), "audit", *map(str, captures), "--device", str(device), *out, *extra]
+
+
 def audit(captures: list[Path], device: Path, *extra: str, once: bool = False) -> Run:
-    cmd = [str(BIN / "phonehome"), "audit", *map(str, captures), "--device", str(device)]
-    cmd += ["--format", "json", "-o", str(OUT / "findings.json"), "--no-progress", *extra]
+    cmd = audit_cmd(captures, device, *extra)
     return _timed_once(cmd) if once else timed(cmd)
 
 
@@ -196,7 +212,15 @@ def main() -> None:
     # the wall clock also counts the time other processes held the cores.
     table = Table()
     mb = megabytes([main_capture])
-    main = audit([main_capture], device)
+    # phonehome and tshark alternate (see timed_together): the ratio compares the two on the
+    # machine as it was over the same minutes.
+    tshark = shutil.which("tshark")
+    fields = ["-T", "fields", "-e", "http.host", "-e", "http.request.uri"]
+    ts_cmd = [str(tshark), "-r", str(main_capture), *fields]
+    if tshark is not None:
+        main, ts = timed_together([audit_cmd([main_capture], device), ts_cmd])
+    else:
+        main = audit([main_capture], device)
     rate = mb / main.wall
     print(
         f"phonehome audit, {n_contacts:,} contacts: {main.wall:.1f} s ({main.cpu:.1f} s CPU), "
@@ -208,11 +232,7 @@ def main() -> None:
         ">= 150 MB/s",
         rate >= 150,
     )
-
-    tshark = shutil.which("tshark")
     if tshark is not None:
-        cmd = [tshark, "-r", str(main_capture), "-T", "fields", "-e", "http.host", "-e", "http.request.uri"]
-        ts = timed(cmd)
         print(
             f"tshark -T fields -e http.host -e http.request.uri: {ts.wall:.1f} s ({ts.cpu:.1f} s CPU), "
             f"{mb / ts.wall:.1f} MB/s, peak RSS {ts.rss} MB"
@@ -224,7 +244,7 @@ def main() -> None:
         table.add("throughput vs tshark, same file", "tshark not installed", ">= 8x", None)
 
     quarter_mb = megabytes([quarter])
-    few_run, many_run = audit([quarter], few), audit([quarter], many)
+    few_run, many_run = timed_together([audit_cmd([quarter], few), audit_cmd([quarter], many)])
     print(f"{quarter.name}: 10 contacts {few_run.wall:.1f} s, 50,000 contacts {many_run.wall:.1f} s")
     ratio = many_run.wall / few_run.wall
     measured = f"{ratio:.2f}x (CPU: {many_run.cpu / few_run.cpu:.2f}x)"
@@ -233,7 +253,7 @@ def main() -> None:
     # Linear in size: each added MB costs the same from an eighth to a quarter of the main size as
     # from a quarter to the whole (the start-up every run pays cancels out of both). In CPU time:
     # the wall clock of a shared machine adds other processes' share.
-    q_run, e_run = audit([quarter], device), audit([eighth], device)
+    q_run, e_run = timed_together([audit_cmd([quarter], device), audit_cmd([eighth], device)])
     eighth_mb = megabytes([eighth])
     low = (q_run.cpu - e_run.cpu) / (quarter_mb - eighth_mb)
     high = (main.cpu - q_run.cpu) / (mb - quarter_mb)
@@ -274,7 +294,7 @@ def main() -> None:
         link.unlink(missing_ok=True)
         link.symlink_to(main_capture.name)
         inputs.append(link)
-    one, two = audit(inputs, device, "-j", "1"), audit(inputs, device, "-j", "2")
+    one, two = timed_together([audit_cmd(inputs, device, "-j", "1"), audit_cmd(inputs, device, "-j", "2")])
     print(
         f"four captures of {mb:,.0f} MB: -j 1 {one.wall:.1f} s ({one.cpu:.1f} s CPU), "
         f"-j 2 {two.wall:.1f} s ({two.cpu:.1f} s CPU)"
