@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -336,6 +334,9 @@ def _audit_parallel(
     # Interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt by the command), the parent
     # cancels the inputs not started, tells the workers to stop at their next exchange, and keeps
     # what every started input gave: the result is marked incomplete, as the serial one is.
+    import multiprocessing  # imported here: a serial audit starts without them
+    from concurrent.futures import ProcessPoolExecutor
+
     initargs = (profile, engine, policy, geoip, trackers, keys, spool)
     workers = min(jobs, len(paths))
     incomplete = False
