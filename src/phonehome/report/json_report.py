@@ -85,16 +85,18 @@ def _make_finding_text() -> Callable[[Finding], str]:
     """``finding_text(finding)``: ``_COMPACT.encode(finding_dict(finding))``, written out field by field.
 
     An audit writes tens of thousands of findings; encoding each through a dict cost as much as
-    finding them. Each key is encoded once, here; each value by its field's type: text through the
-    C string encoder, remembered (hosts, URLs, flows and rules recur in every finding of an
-    exchange), numbers as the encoder writes them. A finding's ``extra`` goes through the encoder.
+    finding them. Each key is encoded once, here, into one format string with a slot per value
+    (one formatting builds the text, where joining the pieces one by one copied it over and
+    over); each value by its field's type: text through the C string encoder, remembered (hosts,
+    URLs, flows and rules recur in every finding of an exchange), numbers as the encoder writes
+    them. A finding's ``extra`` goes through the encoder.
     """
     types = {f.name: f.type for f in fields(Finding)}
     namespace: dict[str, Any] = {"values": _finding_values, "text": _text, "number": float.__repr__}
     namespace["known"] = _TEXTS.get
     namespace["encode"] = _COMPACT.encode
     namespace["INF"] = float("inf")
-    pieces = []
+    pieces, template = [], ""
     for i, name in enumerate(_FINDING_FIELDS):
         key = ("{" if i == 0 else ", ") + _COMPACT.encode(name) + ": "
         kind = types[name]
@@ -108,15 +110,16 @@ def _make_finding_text() -> Callable[[Finding], str]:
             value = f"(number(v{i}) if v{i} == v{i} and v{i} not in (INF, -INF) else encode(v{i}))"
         else:  # pragma: no cover - a new field of another type must be added here
             raise TypeError(f"Finding.{name}: no JSON writer for {kind}")
-        pieces.append(f"{key!r} + {value}")
+        template += key.replace("%", "%%") + "%s"
+        pieces.append(value)
     names = ", ".join(f"v{i}" for i in range(len(_FINDING_FIELDS)))
+    slots, with_extra = ", ".join(pieces), template + ", " + _COMPACT.encode("extra") + ": %s}"
     source = [
         "def finding_text(finding):",
         f"    {names}, = values(finding)",
-        "    head = " + " + ".join(pieces),
         "    if finding.extra:",
-        "        return head + ', \"extra\": ' + encode(finding.extra) + '}'",
-        "    return head + '}'",
+        f"        return {with_extra!r} % ({slots}, encode(finding.extra))",
+        f"    return {template + '}'!r} % ({slots})",
     ]
     exec("\n".join(source), namespace)
     made: Callable[[Finding], str] = namespace["finding_text"]
