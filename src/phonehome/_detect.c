@@ -190,6 +190,38 @@ spans_add(Spans *sp, Py_ssize_t ident, Py_ssize_t start, Py_ssize_t end, PyObjec
     return 0;
 }
 
+/* A span per (ident, form, encoding) row found at [start, end): a pattern's needles, or a digest's
+ * rows. With `b64`, each row's encoding is wrapped as "base64(...)", a new string kept in `keep`.
+ * The rows are borrowed: their owner must be held in `keep` too. */
+static int
+spans_add_rows(Spans *sp, PyObject *const *rows, Py_ssize_t n, Py_ssize_t start, Py_ssize_t end, int b64,
+               const char *what)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = rows[i];
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 3) {
+            PyErr_Format(PyExc_TypeError, "%s must be (ident, form, encoding)", what);
+            return -1;
+        }
+        Py_ssize_t ident = PyLong_AsSsize_t(PyTuple_GET_ITEM(row, 0));
+        if (ident == -1 && PyErr_Occurred())
+            return -1;
+        PyObject *encoding = PyTuple_GET_ITEM(row, 2);
+        if (b64) {
+            encoding = PyUnicode_FromFormat("base64(%U)", encoding);
+            if (encoding == NULL)
+                return -1;
+            int kept = PyList_Append(sp->keep, encoding);
+            Py_DECREF(encoding);
+            if (kept < 0)
+                return -1;
+        }
+        if (spans_add(sp, ident, start, end, PyTuple_GET_ITEM(row, 1), encoding) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Python's sort by (ident, start, -end) is stable: the order spans were added breaks ties. */
 static int
 span_cmp(const void *a, const void *b)
@@ -360,18 +392,9 @@ matcher_spans(Walker *w, PyObject *view, const unsigned char *p, Py_ssize_t size
             PyErr_SetString(PyExc_TypeError, "pattern needles must be a tuple");
             goto done;
         }
-        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(needles); k++) {
-            PyObject *needle = PyTuple_GET_ITEM(needles, k);
-            if (!PyTuple_Check(needle) || PyTuple_GET_SIZE(needle) != 3) {
-                PyErr_SetString(PyExc_TypeError, "needles must be (ident, form, encoding)");
-                goto done;
-            }
-            Py_ssize_t ident = PyLong_AsSsize_t(PyTuple_GET_ITEM(needle, 0));
-            if (ident == -1 && PyErr_Occurred())
-                goto done;
-            if (spans_add(sp, ident, start, end, PyTuple_GET_ITEM(needle, 1), PyTuple_GET_ITEM(needle, 2)) < 0)
-                goto done;
-        }
+        if (spans_add_rows(sp, PySequence_Fast_ITEMS(needles), PyTuple_GET_SIZE(needles), start, end, 0,
+                           "needles") < 0)
+            goto done;
     }
     rc = 0;
 done:
@@ -398,28 +421,9 @@ digest_token(Walker *w, Spans *sp, Py_ssize_t start, Py_ssize_t end, const unsig
     int rc = -1;
     if (PyList_Append(sp->keep, seq) < 0)
         goto done;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *row = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 3) {
-            PyErr_SetString(PyExc_TypeError, "digest rows must be (ident, form, encoding)");
-            goto done;
-        }
-        Py_ssize_t ident = PyLong_AsSsize_t(PyTuple_GET_ITEM(row, 0));
-        if (ident == -1 && PyErr_Occurred())
-            goto done;
-        PyObject *encoding = PyTuple_GET_ITEM(row, 2);
-        if (b64) {
-            encoding = PyUnicode_FromFormat("base64(%U)", encoding);
-            if (encoding == NULL)
-                goto done;
-            int kept = PyList_Append(sp->keep, encoding);
-            Py_DECREF(encoding);
-            if (kept < 0)
-                goto done;
-        }
-        if (spans_add(sp, ident, start, end, PyTuple_GET_ITEM(row, 1), encoding) < 0)
-            goto done;
-    }
+    if (spans_add_rows(sp, PySequence_Fast_ITEMS(seq), PySequence_Fast_GET_SIZE(seq), start, end, b64,
+                       "digest rows") < 0)
+        goto done;
     rc = 0;
 done:
     Py_DECREF(seq);
