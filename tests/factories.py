@@ -72,3 +72,20 @@ _FINDING = Finding(
 def finding(**fields: object) -> Finding:
     """A finding of an IMEI sent in clear text to Xiaomi in China, with ``fields`` changed."""
     return replace(_FINDING, **fields)  # type: ignore[arg-type]
+
+
+def client_hello(name: str) -> bytes:
+    """A TLS 1.3 ClientHello handshake message (no record header) naming ``name`` in its SNI."""
+    sni = name.encode()
+    ext = b"\x00\x00" + (len(sni) + 5).to_bytes(2, "big") + (len(sni) + 3).to_bytes(2, "big") + b"\x00"
+    ext += len(sni).to_bytes(2, "big") + sni
+    body = (
+        b"\x03\x03"
+        + bytes(32)
+        + b"\x00"
+        + b"\x00\x02\x13\x01"
+        + b"\x01\x00"
+        + len(ext).to_bytes(2, "big")
+        + ext
+    )
+    return b"\x01" + len(body).to_bytes(3, "big") + body

@@ -8,6 +8,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from factories import client_hello
 from phonehome.model import Exchange, Notice
 from phonehome.protocols.flows import ACK, FIN, SYN, FlowTable, Limits
 
@@ -105,17 +106,7 @@ def test_dns_answer_names_the_server_and_the_query_is_an_exchange() -> None:
 
 def test_tls_client_hello_gives_the_server_name() -> None:
     sni = b"tracker.example.net"
-    ext = struct.pack("!HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni
-    body = (
-        b"\x03\x03"
-        + bytes(32)
-        + b"\x00"
-        + b"\x00\x02\x13\x01"
-        + b"\x01\x00"
-        + struct.pack("!H", len(ext))
-        + ext
-    )
-    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    hs = client_hello(sni.decode())
     hello = b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs + b"\x17\x03\x03\x00\x05" + b"\xaa" * 5
     (ex,) = _exchanges(_run(_tcp_session(hello, dport=443)))
     assert ex.protocol == "tls" and ex.encrypted and ex.host == "tracker.example.net"
@@ -271,17 +262,7 @@ def test_a_tls_connection_without_secrets_is_passed_over_past_its_client_hello(t
     from phonehome.sources import capture, read_packets
 
     sni = b"tracker.example.net"
-    ext = struct.pack("!HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni
-    body = (
-        b"\x03\x03"
-        + bytes(32)
-        + b"\x00"
-        + b"\x00\x02\x13\x01"
-        + b"\x01\x00"
-        + struct.pack("!H", len(ext))
-        + ext
-    )
-    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    hs = client_hello(sni.decode())
     hello = b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
     # The hello in one segment, then the client's encrypted records, one gap among them.
     packets = _tcp_session(hello + b"\x17\x03\x03\x00\x40" + b"\xaa" * 64 * 5, dport=443)

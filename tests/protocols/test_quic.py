@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from factories import CORPUS, NO_CORPUS
+from factories import CORPUS, NO_CORPUS, client_hello
 from phonehome.errors import InputError
 from phonehome.protocols.quic import InitialReader, initial_keys, looks_like_initial
 from phonehome.sources import capture
@@ -29,22 +29,6 @@ def test_initial_keys_match_rfc9001_and_rfc9369_vectors() -> None:
 
 def _varint(n: int) -> bytes:
     return (0x4000 | n).to_bytes(2, "big") if n >= 64 else bytes([n])
-
-
-def client_hello(name: str) -> bytes:
-    sni = name.encode()
-    ext = b"\x00\x00" + (len(sni) + 5).to_bytes(2, "big") + (len(sni) + 3).to_bytes(2, "big") + b"\x00"
-    ext += len(sni).to_bytes(2, "big") + sni
-    body = (
-        b"\x03\x03"
-        + bytes(32)
-        + b"\x00"
-        + b"\x00\x02\x13\x01"
-        + b"\x01\x00"
-        + len(ext).to_bytes(2, "big")
-        + ext
-    )
-    return b"\x01" + len(body).to_bytes(3, "big") + body
 
 
 def initial(version: int, pn: int, frames: bytes) -> bytes:
