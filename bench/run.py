@@ -49,7 +49,7 @@ class Run:
     wall: float  # seconds
     cpu: float  # user + system seconds of the command and the processes it waited for
     rss: int  # peak resident set of the largest of its processes, MB
-    cpu_median: float = 0.0  # the median CPU seconds of all its runs (see timed_together)
+    cpu_median: float  # the median CPU seconds of all its runs (see timed_together)
 
 
 # Each command is timed this many times and its fastest run kept (peak RSS: the largest of them):
@@ -234,9 +234,9 @@ def main() -> None:
     # phonehome and tshark alternate (see timed_together): the ratio compares the two on the
     # machine as it was over the same minutes.
     tshark = shutil.which("tshark")
-    fields = ["-T", "fields", "-e", "http.host", "-e", "http.request.uri"]
-    ts_cmd = [str(tshark), "-r", str(main_capture), *fields]
     if tshark is not None:
+        fields = ["-T", "fields", "-e", "http.host", "-e", "http.request.uri"]
+        ts_cmd = [tshark, "-r", str(main_capture), *fields]
         main, ts = timed_together([audit_cmd([main_capture], device), ts_cmd])
     else:
         main = audit([main_capture], device)
