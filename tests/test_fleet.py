@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from phonehome.audit import Spool, audit
 from phonehome.cli import Env, ExitStatus, main
 from phonehome.errors import InputError
 from phonehome.fleet import CaptureOutcome, FleetResult, load_fleet, run_fleet
+from phonehome.policy import NOTHING, facets
 from phonehome.profile import load_profile, luhn_check_digit
 from phonehome.report import json_report
 
@@ -305,15 +307,27 @@ def test_audit_jobs_workers_write_out_their_findings_and_the_report_splices_them
     out = io.BytesIO()
     json_report.write(parallel, out)
     assert out.getvalue().decode() == expected
-    # Findings that no longer match what was written out are encoded again, not spliced.
-    parallel.findings.pop()
-    serial.findings.pop()
+    # The findings written out do not come back; what the verdict needs of them does.
+    assert parallel.findings == [] and parallel.written == facets(serial.findings)
+    assert (parallel.verdict, parallel.violations) == (serial.verdict, serial.violations) != (NOTHING, 0)
+    # An input whose findings came back is encoded in its place among the files of the others.
+    count, _file = parallel.encoded[1]
+    parallel.encoded[1] = (count, None)
+    parallel.findings[:] = [f for f in serial.findings if f.source == captures[1]]
+    parallel.written.subtract(facets(parallel.findings))
+    assert count and json_report.render(parallel) == expected
+    # Findings added after the audit come last.
+    parallel.findings.append(serial.findings[0])
+    serial.findings.append(serial.findings[0])
     assert json_report.render(parallel) == json_report.render(serial)
-    # A folder that cannot be written: the workers say so, and the report encodes every finding.
+    # A folder that cannot be written: the workers say so and send every finding back.
     failed = audit(
         captures, profile, jobs=2, spool=Spool(json_report.findings_text, str(tmp_path / "absent"))
     )
-    assert failed.encoded == [] and json_report.render(failed) == expected
+    serial.findings.pop()
+    assert failed.findings == serial.findings and failed.written == Counter()
+    assert failed.encoded == [(n, None) for n, _file in parallel.encoded]
+    assert json_report.render(failed) == expected
 
 
 def test_audit_jobs_removes_what_its_workers_wrote_out(

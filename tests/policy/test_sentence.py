@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from factories import finding
-from phonehome.policy import NOTHING, judge_all, load_policy, sentence
+from phonehome.policy import NOTHING, facets, judge_all, load_policy, sentence, sentence_of
 
 
 def test_no_findings() -> None:
@@ -62,3 +62,21 @@ def test_all_allowed() -> None:
 def test_many_destinations_are_counted_not_named() -> None:
     found = judge_all(None, [finding(host=f"h{i}.example", country="US") for i in range(5)])
     assert sentence(found, None).endswith(" and data to 2 more destinations without consent.")
+
+
+def test_the_counts_of_findings_parts_word_the_sentence_of_the_whole() -> None:
+    # Destinations are named most findings first: h2 (three), then h1 (two), then h0 (one).
+    found = judge_all(None, [finding(host=f"h{i}.example", country="US") for i in (0, 1, 2, 1, 2, 2)])
+    first, second = facets(found[:3]), facets(found[3:])
+    assert first + second == facets(found)
+    assert (
+        sentence_of(first + second, None)
+        == sentence(found, None)
+        == (
+            "Sent your IMEI in clear text to h2.example in United States, your IMEI in clear text to "
+            "h1.example in United States and your IMEI in clear text to h0.example in United "
+            "States without consent."
+        )
+    )
+    # Counts of none (as Counter.subtract leaves them) are no findings.
+    assert sentence_of(first - first, None) == sentence_of(dict.fromkeys(first, 0), None) == NOTHING

@@ -189,8 +189,9 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     progress, factory = progress_factory(env, show and not args.no_progress)
     with ExitStack() as stack:
         spool = None
-        if args.format == "json" and args.jobs > 1:
-            # Worker processes write out their findings' JSON beside their audit (audit.Spool).
+        if args.format == "json" and args.jobs > 1 and not args.store:
+            # Worker processes write out their findings' JSON beside their audit and send back
+            # only what the verdict needs (audit.Spool); the store needs every finding back.
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="phonehome-"))
             spool = Spool(json_report.findings_text, folder)
         with sigterm_interrupts(), few_collections(), progress or nullcontext():

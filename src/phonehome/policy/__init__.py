@@ -1,7 +1,8 @@
 """Policy and verdicts: what the owner agreed to, and whether each finding and the run kept to it.
 
 :func:`load_policy` reads ``--policy`` (a TOML file or a bundled preset) once, at start;
-:func:`judge` gives a finding its verdict and rule; :func:`sentence` words the run's verdict.
+:func:`judge` gives a finding its verdict and rule; :func:`sentence` words the run's verdict
+(:func:`sentence_of` from the findings' :func:`facets`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from phonehome.policy.rules import (
     judge_all,
     matches,
 )
-from phonehome.policy.sentence import NOTHING, sentence
+from phonehome.policy.sentence import NOTHING, Facet, facets, sentence, sentence_of
 
 __all__ = [
     "ALLOWED",
@@ -27,10 +28,12 @@ __all__ = [
     "PRESETS",
     "ROLES",
     "VIOLATION",
+    "Facet",
     "Match",
     "Policy",
     "Rule",
     "decide",
+    "facets",
     "fixed_verdict",
     "judge",
     "judge_all",
@@ -38,4 +41,5 @@ __all__ = [
     "matches",
     "parse_policy",
     "sentence",
+    "sentence_of",
 ]

@@ -7,8 +7,8 @@ identifiers, destinations and countries are tables; the sentence does not depend
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 
 from phonehome.model import Finding
 from phonehome.policy.countries import country_name
@@ -67,30 +67,48 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _destination(findings: list[Finding]) -> str:
-    idents = sorted({f.identifier for f in findings}, key=lambda x: (_RANK.get(x, len(_RANK)), x))
+# What the sentence takes of one finding: identifier, encrypted, host (or IP), owner, country and
+# whether it is a violation. A run's findings counted by these (:func:`facets`) word the same
+# sentence as the findings themselves: worker processes send back these counts, not their findings.
+Facet = tuple[str, bool, str, str | None, str | None, bool]
+
+
+def facet(f: Finding) -> Facet:
+    return (f.identifier, f.encrypted, f.host or f.ip, f.owner, f.country, f.verdict == VIOLATION)
+
+
+def facets(findings: Iterable[Finding]) -> Counter[Facet]:
+    """How many findings have each facet, in the order each facet first occurs."""
+    return Counter(map(facet, findings))
+
+
+def _destination(group: list[Facet]) -> str:
+    idents = sorted({f[0] for f in group}, key=lambda x: (_RANK.get(x, len(_RANK)), x))
     phrases = list(dict.fromkeys(words(i) for i in idents))
-    enc = {f.encrypted for f in findings}
+    enc = {f[1] for f in group}
     transport = (
         "encrypted" if enc == {True} else "in clear text" if enc == {False} else "partly in clear text"
     )
-    hosts = sorted({f.host or f.ip for f in findings})
+    hosts = sorted({f[2] for f in group})
     shown = ", ".join(hosts[:MAX_HOSTS]) + (
         f" and {len(hosts) - MAX_HOSTS} more" if len(hosts) > MAX_HOSTS else ""
     )
-    owner = findings[0].owner
+    owner = group[0][3]
     who = f"{owner} ({shown})" if owner else shown
     text = f"{_join(phrases)} {transport} to {who}"
-    country = country_name(findings[0].country)
+    country = country_name(group[0][4])
     return f"{text} in {country}" if country else text
 
 
-def _described(findings: list[Finding]) -> str:
-    groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
-    for f in findings:
-        groups[(f.owner or f.host or f.ip, f.country or "")].append(f)
-    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    parts = [_destination(items) for _key, items in ordered[:MAX_DESTINATIONS]]
+def _described(counts: Iterable[tuple[Facet, int]]) -> str:
+    groups: dict[tuple[str, str], list[Facet]] = defaultdict(list)
+    sizes: Counter[tuple[str, str]] = Counter()
+    for f, n in counts:
+        key = (f[3] or f[2], f[4] or "")
+        groups[key].append(f)
+        sizes[key] += n
+    ordered = sorted(groups.items(), key=lambda kv: (-sizes[kv[0]], kv[0]))
+    parts = [_destination(group) for _key, group in ordered[:MAX_DESTINATIONS]]
     rest = len(ordered) - MAX_DESTINATIONS
     if rest > 0:
         parts.append(f"data to {rest} more destination{'s' if rest > 1 else ''}")
@@ -99,10 +117,15 @@ def _described(findings: list[Finding]) -> str:
 
 def sentence(findings: Iterable[Finding], policy: Policy | None) -> str:
     """The verdict of a run whose findings are already judged."""
-    found = list(findings)
+    return sentence_of(facets(findings), policy)
+
+
+def sentence_of(counts: Mapping[Facet, int], policy: Policy | None) -> str:
+    """The verdict of a run from its findings' :func:`facets`."""
+    found = [(f, n) for f, n in counts.items() if n > 0]
     if not found:
         return NOTHING
-    violations = [f for f in found if f.verdict == VIOLATION]
+    violations = [(f, n) for f, n in found if f[5]]
     if not violations:
         return f"Sent {_described(found)}, as your policy allows."
     how = "without consent" if policy is None or not policy.consent else "against your policy"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import operator
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
+from itertools import islice
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -171,9 +172,6 @@ def write(result: AuditResult, out: BinaryIO) -> None:
 def _pieces(result: AuditResult) -> Iterator[str | Path]:
     """The document's text, and in place of runs of findings the files that hold theirs."""
     doc = document(result, lazy=True)
-    ready: dict[str, Iterable[Path]] = {}
-    if result.encoded and sum(count for count, _file in result.encoded) == len(result.findings):
-        ready["findings"] = (Path(file) for count, file in result.encoded if count)
     yield "{\n"
     last = len(doc) - 1
     for i, (key, value) in enumerate(doc.items()):
@@ -181,21 +179,29 @@ def _pieces(result: AuditResult) -> Iterator[str | Path]:
         if isinstance(value, (list, Iterator)):
             yield f"  {_COMPACT.encode(key)}: ["
             first = True
-            files = ready.get(key)
-            if files is not None:
-                for file in files:
-                    yield "\n    " if first else _ITEM
-                    yield file
-                    first = False
-            else:
-                encode = finding_text if key == "findings" else _COMPACT.encode
-                for item in value:
-                    yield ("\n    " if first else _ITEM) + encode(item)
-                    first = False
+            items = (
+                _findings(result, iter(value)) if key == "findings" else (_COMPACT.encode(v) for v in value)
+            )
+            for item in items:
+                yield "\n    " if first else _ITEM
+                yield item
+                first = False
             yield f"{'' if first else chr(10) + '  '}]{comma}\n"
         else:
             yield f"  {_COMPACT.encode(key)}: {_COMPACT.encode(value)}{comma}\n"
     yield "}\n"
+
+
+def _findings(result: AuditResult, findings: Iterator[Finding]) -> Iterator[str | Path]:
+    """Each finding's text, or in place of an input's findings the file its worker wrote them
+    to (``result.encoded``); findings added to the result after its audit come last."""
+    for count, file in result.encoded:
+        if file is not None:
+            if count:
+                yield Path(file)
+        else:
+            yield from map(finding_text, islice(findings, count))
+    yield from map(finding_text, findings)
 
 
 def render(result: AuditResult) -> str:
