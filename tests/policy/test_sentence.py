@@ -73,10 +73,19 @@ def test_the_counts_of_findings_parts_word_the_sentence_of_the_whole() -> None:
         sentence_of(first + second, None)
         == sentence(found, None)
         == (
-            "Sent your IMEI in clear text to h2.example in United States, your IMEI in clear text to "
-            "h1.example in United States and your IMEI in clear text to h0.example in United "
+            "Sent your IMEI in clear text to h2.example in the United States, your IMEI in clear text to "
+            "h1.example in the United States and your IMEI in clear text to h0.example in the United "
             "States without consent."
         )
     )
     # Counts of none (as Counter.subtract leaves them) are no findings.
     assert sentence_of(first - first, None) == sentence_of(dict.fromkeys(first, 0), None) == NOTHING
+
+
+def test_countries_named_with_the_where_english_says_so() -> None:
+    def said(country: str) -> str:
+        return sentence(judge_all(None, [finding(host="x.example", country=country)]), None)
+
+    assert said("NL").endswith(" to x.example in the Netherlands without consent.")
+    assert said("CD").endswith(" in the Democratic Republic Of Congo without consent.")
+    assert said("IN").endswith(" to x.example in India without consent.")

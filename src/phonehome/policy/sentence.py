@@ -96,8 +96,23 @@ def _destination(group: list[Facet]) -> str:
     owner = group[0][3]
     who = f"{owner} ({shown})" if owner else shown
     text = f"{_join(phrases)} {transport} to {who}"
-    country = country_name(group[0][4])
+    country = _in_country(group[0][4])
     return f"{text} in {country}" if country else text
+
+
+# Countries whose English name takes "the" in running text ("in the United States").
+_WITH_THE = frozenset(
+    "AE AX BS CC CD CF CK CZ DO FK FO GB GM GS HM KM KY MH MP MV NL PH SB SC TC UM US VA VG VI".split()  # noqa: SIM905
+)
+
+
+def _in_country(code: str | None) -> str | None:
+    name = country_name(code)
+    if name is None or code is None:
+        return None
+    if name.startswith("The "):  # "The Democratic Republic Of Congo"
+        return "the " + name[4:]
+    return f"the {name}" if code.upper() in _WITH_THE else name
 
 
 def _described(counts: Iterable[tuple[Facet, int]]) -> str:
