@@ -120,7 +120,9 @@ def few_collections() -> Iterator[None]:
     An audit makes millions of short-lived objects and keeps few; each collection of the oldest
     generation would walk every object alive, the profile's hundreds of thousands included. The
     objects alive now (the profile) are set aside from collection (``gc.freeze``), and the youngest
-    generation is collected every 100,000 allocations instead of 700. Undone on the way out.
+    generation is collected every 100,000 allocations instead of 700. Undone on the way out,
+    where the objects made meanwhile join the oldest generation too: restored to 700, the
+    threshold would otherwise start a collection of up to 100,000 young objects at once.
     """
     threshold = gc.get_threshold()
     gc.freeze()
@@ -128,6 +130,7 @@ def few_collections() -> Iterator[None]:
     try:
         yield
     finally:
+        gc.freeze()
         gc.set_threshold(*threshold)
         gc.unfreeze()
 
