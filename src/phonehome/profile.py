@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
-import phonenumbers
-
-from phonehome.cache import cache_folder, map_entry, save_entry
+from phonehome.cache import cache_folder, map_entry, package_version, save_entry
 from phonehome.errors import InputError
 from phonehome.tomldoc import key_line, key_lines, parse_toml
 
@@ -333,22 +331,31 @@ def _norm_iccid(raw: str, key: str, region: str | None) -> tuple[str, str | None
     return digits, None
 
 
+# Why phonenumbers refuses a number, by the names of its reasons (NumberParseException's error
+# types, then ValidationResult's).
 _PARSE_ERRORS = {
-    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "has no valid country code",
-    phonenumbers.NumberParseException.NOT_A_NUMBER: "is not a phone number",
-    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "is too short",
-    phonenumbers.NumberParseException.TOO_SHORT_NSN: "is too short",
-    phonenumbers.NumberParseException.TOO_LONG: "is too long",
+    "INVALID_COUNTRY_CODE": "has no valid country code",
+    "NOT_A_NUMBER": "is not a phone number",
+    "TOO_SHORT_AFTER_IDD": "is too short",
+    "TOO_SHORT_NSN": "is too short",
+    "TOO_LONG": "is too long",
 }
 _POSSIBLE_ERRORS = {
-    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "has no valid country code",
-    phonenumbers.ValidationResult.TOO_SHORT: "is too short",
-    phonenumbers.ValidationResult.TOO_LONG: "is too long",
-    phonenumbers.ValidationResult.INVALID_LENGTH: "has a length no number there has",
+    "INVALID_COUNTRY_CODE": "has no valid country code",
+    "TOO_SHORT": "is too short",
+    "TOO_LONG": "is too long",
+    "INVALID_LENGTH": "has a length no number there has",
 }
+
+
+def _reason(table: dict[str, str], kind: type, code: int, otherwise: str) -> str:
+    return next((text for name, text in table.items() if getattr(kind, name) == code), otherwise)
 
 
 def _norm_phone(raw: str, key: str, region: str | None) -> tuple[str, str | None]:
+    # Imported here: a profile read from the cache, as most audits' are, needs no phone-number data.
+    import phonenumbers
+
     text = raw.strip()
     try:
         number = phonenumbers.parse(text, region)
@@ -359,7 +366,8 @@ def _norm_phone(raw: str, key: str, region: str | None) -> tuple[str, str | None
                 " or set region in [device]"
             ) from None
         raise _Refused(
-            f"phone number {raw!r} {_PARSE_ERRORS.get(exc.error_type, 'cannot be read')}"
+            f"phone number {raw!r} "
+            + _reason(_PARSE_ERRORS, phonenumbers.NumberParseException, exc.error_type, "cannot be read")
         ) from None
     reason = phonenumbers.is_possible_number_with_reason(number)
     if reason not in (
@@ -367,7 +375,8 @@ def _norm_phone(raw: str, key: str, region: str | None) -> tuple[str, str | None
         phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
     ):
         where = f" (read with region {region})" if region and not text.startswith("+") else ""
-        raise _Refused(f"phone number {raw!r} {_POSSIBLE_ERRORS.get(reason, 'is not possible')}{where}")
+        why = _reason(_POSSIBLE_ERRORS, phonenumbers.ValidationResult, reason, "is not possible")
+        raise _Refused(f"phone number {raw!r} {why}{where}")
     if reason == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
         raise _Refused(f"phone number {raw!r} lacks its area code")
     number_region = phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(
@@ -885,6 +894,8 @@ def _parse_profile(text: str, source: str, base_dir: Path | None) -> tuple[Profi
     name = " ".join(strings.get("name", Path(source).stem).split())
     if "region" in strings:
         region = strings["region"].strip().upper()
+        import phonenumbers
+
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise builder.error(
                 f"region {strings['region']!r} is not a region code phone numbers use (IN, US, ...)",
@@ -1099,7 +1110,7 @@ def _cache_file(data: bytes, source: str, cache_dir: Path | None) -> Path | None
         return None
     digest = hashlib.sha256(f"{_CACHE_FORMAT}\0{source}\0".encode())
     digest.update(Path(__file__).read_bytes())
-    digest.update(str(getattr(phonenumbers, "__version__", "")).encode() + b"\0")
+    digest.update(package_version("phonenumbers").encode() + b"\0")
     digest.update(data)
     return directory / f"profile-{digest.hexdigest()[:32]}.bin"
 

@@ -19,11 +19,10 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib.metadata import version
 
 from publicsuffixlist import PSLFILE, PublicSuffixList
 
-from phonehome.cache import cache_folder, read_entry, save_entry
+from phonehome.cache import cache_folder, package_version, read_entry, save_entry
 
 # RFC 1035 §2.3.4: a name is at most 255 octets on the wire, 253 characters written out.
 MAX_NAME = 253
@@ -31,7 +30,7 @@ MAX_NAME = 253
 
 def psl_date() -> str:
     """The date of the bundled Public Suffix List snapshot, e.g. ``2026-10-23``."""
-    stamp = version("publicsuffixlist").rsplit(".", 1)[-1]
+    stamp = package_version("publicsuffixlist").rsplit(".", 1)[-1]
     return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:]}" if len(stamp) == 8 and stamp.isdigit() else stamp
 
 

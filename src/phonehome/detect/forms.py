@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import phonenumbers
-
 Forms = list[tuple[str, str]]
 
 
@@ -30,6 +28,9 @@ def _digits(value: str) -> Forms:
 
 
 def _phone(value: str, region: str | None = None) -> Forms:
+    # Imported here: forms are made when a profile is compiled, which most audits find cached.
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:

@@ -10,12 +10,14 @@ from dataclasses import fields
 from itertools import islice
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from phonehome import __version__
 from phonehome.audit import AuditResult
-from phonehome.detect.discover import Suspect
 from phonehome.model import Finding
+
+if TYPE_CHECKING:  # discovery is imported only by audits that ask for it (--discover)
+    from phonehome.detect.discover import Suspect
 
 SCHEMA = "phonehome/findings/1"
 
