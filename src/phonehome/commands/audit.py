@@ -177,7 +177,6 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     from phonehome.policy import load_policy
     from phonehome.profile import load_profile
     from phonehome.report import json_report, text
-    from phonehome.store import now, open_store
 
     if args.redact and args.format != "html":
         env.stderr.write("phonehome: --redact applies to --format html only\n")
@@ -185,9 +184,12 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
     profile = load_profile(args.device)
     # Config is parsed and the store opened before any capture is read: errors come first.
     policy = load_policy(args.policy) if args.policy else None
-    if args.store:
+    started = ""
+    if args.store:  # the store (and sqlite3) is imported only for --store
+        from phonehome.store import now, open_store
+
         open_store(args.store).close()  # reachable and of a known schema, before the long part
-    started = now()
+        started = now()
     show = env.progress if env.progress is not None else env.stderr.isatty()
     progress, factory = progress_factory(env, show and not args.no_progress)
     with ExitStack() as stack:
@@ -212,6 +214,8 @@ def run(args: argparse.Namespace, env: Env) -> ExitStatus:
                 spool=spool,
             )
         if args.store and not result.incomplete:
+            from phonehome.store import now, open_store
+
             # One transaction: an audit interrupted before or during this leaves no run behind.
             with open_store(args.store) as store:
                 run_id = store.save(result, started=started, finished=now())

@@ -18,8 +18,6 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import hpack
-
 from phonehome.protocols.compression import decode_body
 
 __all__ = ["PREFACE", "ParseWarning", "Request", "RequestReader", "looks_like_preface"]
@@ -128,7 +126,10 @@ class RequestReader:
         self._buf = bytearray()
         self._offset = 0  # stream offset of _buf[0]
         self._need_preface = preface
+        import hpack  # here: a capture without HTTP/2 never needs it (nor the logging it imports)
+
         self._decoder = hpack.Decoder()
+        self._hpack_error = hpack.HPACKError
         # RFC 7541 §4.2: the table size is bounded by the server's SETTINGS_HEADER_TABLE_SIZE, which
         # the client direction does not show; a generous bound keeps memory finite.
         self._decoder.max_allowed_table_size = 1 * MiB
@@ -277,7 +278,7 @@ class RequestReader:
         self._block = None
         try:
             fields = self._decoder.decode(bytes(block), raw=True)
-        except hpack.HPACKError as exc:
+        except self._hpack_error as exc:
             self._stop(f"header block at offset {offset} cannot be decoded ({type(exc).__name__})")
             return
         headers = [(bytes(name), bytes(value)) for name, value in fields]

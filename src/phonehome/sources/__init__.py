@@ -17,7 +17,7 @@ from phonehome.errors import InputError
 from phonehome.model import Exchange, Notice
 from phonehome.protocols.flows import FlowTable, Limits
 from phonehome.protocols.keylog import KeyStore, parse_keylog
-from phonehome.sources import capture, har, mitmflow
+from phonehome.sources import capture, har
 
 Progress = Callable[[int], None]
 
@@ -118,11 +118,20 @@ def read_har_file(
     return har.read_har(path, handle=handle)
 
 
+def read_mitm_file(
+    path: str, progress: Progress | None = None, *, handle: BinaryIO | None = None
+) -> Iterator[Exchange | Notice]:
+    # mitmflow (and its tnetstring reader) is imported only for flow files.
+    from phonehome.sources import mitmflow
+
+    return mitmflow.read_mitm(path, progress, handle=handle)
+
+
 READERS: dict[str, Reader] = {
     "pcap": read_packets,
     "pcapng": read_packets,
     "har": read_har_file,
-    "mitm": mitmflow.read_mitm,
+    "mitm": read_mitm_file,
 }
 
 
@@ -145,6 +154,8 @@ def sniff_head(head: bytes, path: str) -> str:
         return kind
     if har.sniff_har(head):
         return "har"
+    from phonehome.sources import mitmflow  # only for what is neither a capture nor a HAR file
+
     if mitmflow.sniff_mitm(head):
         return "mitm"
     raise InputError(
