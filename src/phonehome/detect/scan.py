@@ -332,7 +332,8 @@ def _c_walker(detector: Detector) -> Any:
         entry=detector._entry,
         digests=detector.needles.digest_entries if detector.digests else None,
         decompress=decompress,
-        b64decode=partial(base64.b64decode, validate=True),
+        # What base64.b64decode(validate=True) calls, without its copy of the token.
+        b64decode=partial(binascii.a2b_base64, strict_mode=True),
         b64url=base64.urlsafe_b64decode,
         b64errors=(binascii.Error, ValueError),
         hit=Hit,
