@@ -8,8 +8,9 @@ holds. All ratios are taken in the same run, on the same machine and files:
   ``tshark -r FILE -T fields -e http.host -e http.request.uri`` on the same file;
 - identifiers: the same audit of a quarter-size capture with 50,000 contacts and with 10;
 - size: the cost of each added MB between a 1 MB cut and a quarter of the main size, against
-  between a quarter and the whole (linear when equal), and peak RSS; with BENCH_FULL=1 also a
-  4 GiB capture, the size the memory target names;
+  between a quarter and the whole (linear when equal; the median of the rounds' ratios, each
+  round running the three sizes in turn), and peak RSS; with BENCH_FULL=1 also a 4 GiB capture,
+  the size the memory target names;
 - processes: ``audit -j 2`` against ``-j 1`` on four captures of the main size;
 - pcapng: the quarter-size capture written as pcapng by editcap (when installed), against the
   same packets in classic pcap (a figure, no target).
@@ -49,7 +50,6 @@ class Run:
     wall: float  # seconds
     cpu: float  # user + system seconds of the command and the processes it waited for
     rss: int  # peak resident set of the largest of its processes, MB
-    cpu_median: float  # the median CPU seconds of all its runs (see timed_together)
 
 
 # Each command is timed this many times and its fastest run kept (peak RSS: the largest of them):
@@ -63,24 +63,26 @@ def timed(cmd: list[str]) -> Run:
     return timed_together([cmd])[0]
 
 
-def timed_together(cmds: list[list[str]]) -> list[Run]:
-    """Commands to be compared, each run :data:`REPEAT` times in turn (a, b, a, b, ...) so that a
-    slow spell of the machine falls on both rather than on whichever ran during it; for each,
-    the fastest run, with the largest peak RSS seen and the median CPU time.
-
-    The median is for comparing runs of very different lengths: the fastest of three one-second
-    runs is more likely to have fallen in a quiet moment than the fastest of three long ones,
-    which take the machine's ups and downs alike.
-    """
+def timed_rounds(cmds: list[list[str]]) -> list[list[Run]]:
+    """Commands to be compared, run in :data:`REPEAT` rounds, each command once a round (a, b, a,
+    b, ...), so that a slow spell of the machine falls on all of them rather than on whichever
+    ran during it: for each command, its run of every round."""
     runs: list[list[Run]] = [[] for _ in cmds]
     for _ in range(REPEAT):
         for cmd, seen in zip(cmds, runs, strict=True):
             seen.append(_timed_once(cmd))
-    out = []
-    for seen in runs:
-        best = min(seen, key=lambda r: r.wall)
-        out.append(Run(best.wall, best.cpu, max(r.rss for r in seen), statistics.median(r.cpu for r in seen)))
-    return out
+    return runs
+
+
+def fastest(runs: list[Run]) -> Run:
+    """The fastest of a command's runs, with the largest peak RSS seen in any of them."""
+    best = min(runs, key=lambda r: r.wall)
+    return Run(best.wall, best.cpu, max(r.rss for r in runs))
+
+
+def timed_together(cmds: list[list[str]]) -> list[Run]:
+    """:func:`timed_rounds`, each command's fastest run."""
+    return [fastest(runs) for runs in timed_rounds(cmds)]
 
 
 # Each command is started by a small Python process that measures it: a child started by this one
@@ -105,7 +107,7 @@ def _timed_once(cmd: list[str]) -> Run:
     if int(status) not in (0, 1):
         sys.stderr.write(proc.stderr.decode(errors="replace"))
         raise SystemExit(f"{cmd[0]} failed with status {int(status)}")
-    return Run(float(wall), float(cpu), int(rss_kib) * 1024 // MB, float(cpu))
+    return Run(float(wall), float(cpu), int(rss_kib) * 1024 // MB)
 
 
 def tls_stream(size: int) -> tuple[bytes, bytes, bytes]:
@@ -273,26 +275,28 @@ def main() -> None:
     # of the main size as from a quarter to the whole (the start-up every run pays cancels out of
     # both). Both spans are hundreds of MB, so that a tenth of a second of noise moves the ratio by
     # a few per cent, not by half. In CPU time (the wall clock of a shared machine adds other
-    # processes' share), each command's median run (see timed_together); the fastest runs' figure
-    # is printed beside it.
+    # processes' share). The three sizes run in rounds (see timed_rounds) and each round gives
+    # its own ratio, from three runs made within seconds of each other: the machine's speed,
+    # which drifts by a third over minutes, moves a round's runs alike. The median round counts.
     small = _small(quarter)
-    q_run, s_run = timed_together([audit_cmd([quarter], device), audit_cmd([small], device)])
-    small_mb = megabytes([small])
-
-    def slopes(small_cpu: float, quarter_cpu: float, main_cpu: float) -> tuple[float, float]:
-        low = (quarter_cpu - small_cpu) / (quarter_mb - small_mb)
-        return low, (main_cpu - quarter_cpu) / (mb - quarter_mb)
-
-    low, high = slopes(s_run.cpu_median, q_run.cpu_median, main.cpu_median)
-    fast_low, fast_high = slopes(s_run.cpu, q_run.cpu, main.cpu)
-    print(
-        f"{n_contacts:,} contacts, median CPU: {s_run.cpu_median:.2f} s at {small_mb:,.0f} MB, "
-        f"{q_run.cpu_median:.2f} s at {quarter_mb:,.0f} MB, {main.cpu_median:.2f} s at {mb:,.0f} MB: "
-        f"each added MB {low * 1000:.2f} ms, then {high * 1000:.2f} ms "
-        f"(fastest runs: {fast_low * 1000:.2f} ms, then {fast_high * 1000:.2f} ms)"
+    s_runs, q_runs, w_runs = timed_rounds(
+        [audit_cmd([small], device), audit_cmd([quarter], device), audit_cmd([main_capture], device)]
     )
-    ratio = high / low
-    measured = f"{ratio:.2f}x (fastest: {fast_high / fast_low:.2f}x)"
+    q_run = fastest(q_runs)
+    small_mb = megabytes([small])
+    rounds = []
+    for s, q, w in zip(s_runs, q_runs, w_runs, strict=True):
+        low = (q.cpu - s.cpu) / (quarter_mb - small_mb)
+        high = (w.cpu - q.cpu) / (mb - quarter_mb)
+        rounds.append((high / low, low, high))
+    print(
+        f"{n_contacts:,} contacts, CPU per added MB from {small_mb:,.0f} MB to {quarter_mb:,.0f} MB, "
+        f"then to {mb:,.0f} MB, by round: "
+        + ", ".join(f"{low * 1000:.2f} then {high * 1000:.2f} ms ({r:.2f}x)" for r, low, high in rounds)
+    )
+    ratios = sorted(r for r, _low, _high in rounds)
+    ratio = statistics.median(ratios)
+    measured = f"{ratio:.2f}x (rounds: {ratios[0]:.2f}-{ratios[-1]:.2f}x)"
     table.add("CPU per added MB, large vs small", measured, "<= 1.1x (linear)", ratio <= 1.1)
     # The same packets in pcapng (Wireshark's format), where editcap is at hand to write them.
     editcap = shutil.which("editcap")
