@@ -341,8 +341,22 @@ def test_the_collector_is_set_aside_during_an_audit_and_restored_after() -> None
 
     before = gc.get_threshold()
     kept = [object() for _ in range(10)]  # noqa: F841 - alive while frozen
+    started: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
     with few_collections():
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold()[0] == 100_000
+        made = [[i] for i in range(50_000)]  # an audit's objects, young when it ends
+        gc.callbacks.append(record)
+    try:
+        # The way out starts no collection of them, though the threshold is 700 again.
+        assert started == []
+    finally:
+        gc.callbacks.remove(record)
+    assert len(made) == 50_000
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
