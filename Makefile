@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck bench fuzz clean
 
-$(STAMP): pyproject.toml setup.py src/phonehome/_lane.c src/phonehome/_detect.c src/phonehome/_http1.c
+$(STAMP): pyproject.toml setup.py src/phonehome/_lane.c src/phonehome/_detect.c src/phonehome/_http1.c src/phonehome/_slots.c
 	@# tshark checks that the demo capture opens in Wireshark's dissectors; installed where missing.
 	@command -v tshark >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null) \

@@ -1,15 +1,30 @@
-"""quick_init: the same objects as the dataclass's own __init__, still frozen."""
+"""quick_init: the same objects as the dataclass's own __init__, still frozen; with the C slot
+stores (phonehome._slots) and without them."""
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import pickle
+import weakref
+from collections.abc import Iterator
 
 import pytest
 
+from phonehome import quickinit
 from phonehome.model import Exchange, Finding, Part
 from phonehome.quickinit import quick_init
 from phonehome.sources.capture import Packet
+
+_slots = pytest.importorskip("phonehome._slots", reason="the C slot stores are not built here")
+
+
+@pytest.fixture(autouse=True, params=["C stores", "Python stores"])
+def stores(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test with the __init__ quick_init makes with the C Filler, and with its Python reference."""
+    if request.param == "Python stores":
+        monkeypatch.setattr(quickinit, "Filler", None)
+    yield request.param
 
 
 def _pair() -> tuple[type, type]:
@@ -92,3 +107,57 @@ def test_classes_it_cannot_serve_are_refused() -> None:
     for cls in (Mutable, Checked, NoSlots):
         with pytest.raises(TypeError):
             quick_init(cls)
+
+
+def test_the_init_uses_the_c_stores_where_they_are_built(stores: str) -> None:
+    _plain, quick = _pair()
+    filler = quick.__init__.__globals__.get("fill")
+    assert isinstance(filler, _slots.Filler) == (stores == "C stores")
+
+
+class _Slotted:
+    __slots__ = ("a", "b")
+
+
+class _Sub(_Slotted):
+    __slots__ = ("c",)
+
+
+class _Watched:
+    """An object a weak reference can watch."""
+
+
+def test_a_filler_stores_each_value_in_its_slot_and_releases_the_old_one() -> None:
+    fill = _slots.Filler(_Sub, ("a", "c", "b"))
+    obj = _Sub()
+    old = _Watched()
+    fill(obj, old, 2, 3)
+    assert (obj.a, obj.b, obj.c) == (old, 3, 2)  # type: ignore[attr-defined]
+    gone = weakref.ref(old)
+    del old
+    fill(obj, 1, 2, 3)
+    gc.collect()
+    assert gone() is None
+    assert (obj.a, obj.b, obj.c) == (1, 3, 2)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("cls", "names"),
+    [(_Sub, ("a", "nope")), (_Sub, ("__class__",)), (_Sub, (1,)), (int, ("real",))],
+)
+def test_a_filler_is_refused_for_what_is_not_a_writable_object_slot(cls: type, names: tuple) -> None:
+    with pytest.raises((TypeError, AttributeError)):
+        _slots.Filler(cls, names)
+
+
+def test_a_filler_refuses_other_objects_and_other_counts() -> None:
+    fill = _slots.Filler(_Sub, ("a", "c"))
+    with pytest.raises(TypeError, match="given a _Slotted"):
+        fill(_Slotted(), 1, 2)
+    for values in ((1,), (1, 2, 3)):
+        with pytest.raises(TypeError, match="takes the object and 2 values"):
+            fill(_Sub(), *values)
+    with pytest.raises(TypeError, match="no keyword"):
+        fill(_Sub(), 1, c=2)
+    with pytest.raises(TypeError):
+        fill()

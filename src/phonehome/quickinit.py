@@ -4,13 +4,24 @@ The ``__init__`` that ``dataclass(frozen=True)`` writes stores each field with
 ``object.__setattr__``, which looks the attribute up again for every field. phonehome makes
 millions of packets, parts, exchanges and findings, so :func:`quick_init` gives such a class an
 ``__init__`` with the same parameters and defaults that stores each field through its slot
-descriptor: the same object, made in about half the time. The instances stay frozen.
+descriptor: the same object, made in about half the time. Where the optional C extension
+``phonehome._slots`` is built, the ``__init__`` stores every field in one call to it (a
+``Filler``, holding the slots' offsets) rather than one call per field: a third of the time
+again. The instances stay frozen.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar
+
+# The optional C slot stores (setup.py); without them each field is stored through its descriptor.
+Filler: Callable[[type, tuple[str, ...]], Callable[..., None]] | None
+try:
+    from phonehome._slots import Filler
+except ImportError:  # pragma: no cover - depends on the build
+    Filler = None
 
 T = TypeVar("T")
 
@@ -26,6 +37,8 @@ def quick_init(cls: type[T]) -> type[T]:
     positional: list[str] = []
     keyword: list[str] = []
     body: list[str] = []
+    stores: list[str] = []
+    names: list[str] = []
     for i, f in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
         if not f.init:
             raise TypeError(f"{cls.__name__}.{f.name} is not an __init__ field")
@@ -39,7 +52,12 @@ def quick_init(cls: type[T]) -> type[T]:
             param += "=MISSING"
             body.append(f"    if {f.name} is MISSING: {f.name} = factory{i}()")
         (keyword if f.kw_only else positional).append(param)
-        body.append(f"    set{i}(self, {f.name})")
+        stores.append(f"    set{i}(self, {f.name})")
+        names.append(f.name)
+    if Filler is not None and names:
+        namespace["fill"] = Filler(cls, tuple(names))
+        stores = [f"    fill(self, {', '.join(names)})"]
+    body += stores
     signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
     exec(f"def __init__({signature}):\n" + "\n".join(body or ["    pass"]), namespace)
     init = namespace["__init__"]
