@@ -8,9 +8,9 @@ holds. All ratios are taken in the same run, on the same machine and files:
   ``tshark -r FILE -T fields -e http.host -e http.request.uri`` on the same file;
 - identifiers: the same audit of a quarter-size capture with 50,000 contacts and with 10;
 - size: the cost of each added MB between a 1 MB cut and a quarter of the main size, against
-  between a quarter and the whole (linear when equal; the median of the rounds' ratios, each
-  round running the three sizes in turn), and peak RSS; with BENCH_FULL=1 also a 4 GiB capture,
-  the size the memory target names;
+  between a quarter and the whole (linear when equal; the three sizes run in turn, in at least
+  five rounds), and peak RSS; with BENCH_FULL=1 also a 4 GiB capture, the size the memory
+  target names;
 - processes: ``audit -j 2`` against ``-j 1`` on four captures of the main size;
 - pcapng: the quarter-size capture written as pcapng by editcap (when installed), against the
   same packets in classic pcap (a figure, no target).
@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -63,12 +62,12 @@ def timed(cmd: list[str]) -> Run:
     return timed_together([cmd])[0]
 
 
-def timed_rounds(cmds: list[list[str]]) -> list[list[Run]]:
-    """Commands to be compared, run in :data:`REPEAT` rounds, each command once a round (a, b, a,
-    b, ...), so that a slow spell of the machine falls on all of them rather than on whichever
-    ran during it: for each command, its run of every round."""
+def timed_rounds(cmds: list[list[str]], rounds: int = REPEAT) -> list[list[Run]]:
+    """Commands to be compared, run in ``rounds`` rounds, each command once a round (a, b, a, b,
+    ...), so that a slow spell of the machine falls on all of them rather than on whichever ran
+    during it: for each command, its run of every round."""
     runs: list[list[Run]] = [[] for _ in cmds]
-    for _ in range(REPEAT):
+    for _ in range(rounds):
         for cmd, seen in zip(cmds, runs, strict=True):
             seen.append(_timed_once(cmd))
     return runs
@@ -275,28 +274,32 @@ def main() -> None:
     # of the main size as from a quarter to the whole (the start-up every run pays cancels out of
     # both). Both spans are hundreds of MB, so that a tenth of a second of noise moves the ratio by
     # a few per cent, not by half. In CPU time (the wall clock of a shared machine adds other
-    # processes' share). The three sizes run in rounds (see timed_rounds) and each round gives
-    # its own ratio, from three runs made within seconds of each other: the machine's speed,
-    # which drifts by a third over minutes, moves a round's runs alike. The median round counts.
+    # processes' share). The three sizes run in turn, in at least five rounds (see timed_rounds),
+    # and each size's fastest run counts, as everywhere here: the machine only ever slows a run
+    # down, by a third at times, so one slow run of one size (which a single round's ratio, or a
+    # median of three, would take in) says nothing of the code. Each round's ratio is printed too.
     small = _small(quarter)
     s_runs, q_runs, w_runs = timed_rounds(
-        [audit_cmd([small], device), audit_cmd([quarter], device), audit_cmd([main_capture], device)]
+        [audit_cmd([small], device), audit_cmd([quarter], device), audit_cmd([main_capture], device)],
+        max(REPEAT, 5),
     )
     q_run = fastest(q_runs)
     small_mb = megabytes([small])
-    rounds = []
-    for s, q, w in zip(s_runs, q_runs, w_runs, strict=True):
-        low = (q.cpu - s.cpu) / (quarter_mb - small_mb)
-        high = (w.cpu - q.cpu) / (mb - quarter_mb)
-        rounds.append((high / low, low, high))
+
+    def slopes(small_cpu: float, quarter_cpu: float, main_cpu: float) -> tuple[float, float]:
+        low = (quarter_cpu - small_cpu) / (quarter_mb - small_mb)
+        return low, (main_cpu - quarter_cpu) / (mb - quarter_mb)
+
+    rounds = [slopes(s.cpu, q.cpu, w.cpu) for s, q, w in zip(s_runs, q_runs, w_runs, strict=True)]
+    low, high = slopes(*(min(r.cpu for r in runs) for runs in (s_runs, q_runs, w_runs)))
     print(
         f"{n_contacts:,} contacts, CPU per added MB from {small_mb:,.0f} MB to {quarter_mb:,.0f} MB, "
-        f"then to {mb:,.0f} MB, by round: "
-        + ", ".join(f"{low * 1000:.2f} then {high * 1000:.2f} ms ({r:.2f}x)" for r, low, high in rounds)
+        f"then to {mb:,.0f} MB: {low * 1000:.2f} ms, then {high * 1000:.2f} ms (fastest runs); "
+        "by round: " + ", ".join(f"{lo * 1000:.2f} then {hi * 1000:.2f} ms" for lo, hi in rounds)
     )
-    ratios = sorted(r for r, _low, _high in rounds)
-    ratio = statistics.median(ratios)
-    measured = f"{ratio:.2f}x (rounds: {ratios[0]:.2f}-{ratios[-1]:.2f}x)"
+    ratio = high / low
+    each = sorted(hi / lo for lo, hi in rounds)
+    measured = f"{ratio:.2f}x (rounds: {each[0]:.2f}-{each[-1]:.2f}x)"
     table.add("CPU per added MB, large vs small", measured, "<= 1.1x (linear)", ratio <= 1.1)
     # The same packets in pcapng (Wireshark's format), where editcap is at hand to write them.
     editcap = shutil.which("editcap")
