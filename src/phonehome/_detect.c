@@ -1010,8 +1010,8 @@ Walker_walk(Walker *self, PyObject *data)
 }
 
 /* Detector.scan of one part's bytes: from `recent` (bytes -> (hits, warnings) tuples) when it was
- * seen there, else walked, and kept there when it is at most `max_size` bytes, the oldest entry
- * dropped once there are `max_entries`. A new reference. */
+ * seen there, else walked, and kept there when it is at most `max_size` bytes, `recent` emptied
+ * first once it holds `max_entries`. A new reference. */
 static PyObject *
 scan_one(Walker *self, PyObject *data, PyObject *recent, Py_ssize_t max_size, Py_ssize_t max_entries)
 {
@@ -1034,19 +1034,8 @@ scan_one(Walker *self, PyObject *data, PyObject *recent, Py_ssize_t max_size, Py
     Py_XDECREF(notes);
     if (entry == NULL)
         return NULL;
-    if (PyDict_GET_SIZE(recent) >= max_entries) {
-        Py_ssize_t pos = 0;
-        PyObject *oldest, *value;
-        if (PyDict_Next(recent, &pos, &oldest, &value)) {
-            Py_INCREF(oldest);
-            int rc = PyDict_DelItem(recent, oldest);
-            Py_DECREF(oldest);
-            if (rc < 0) {
-                Py_DECREF(entry);
-                return NULL;
-            }
-        }
-    }
+    if (PyDict_GET_SIZE(recent) >= max_entries)
+        PyDict_Clear(recent);
     if (PyDict_SetItem(recent, data, entry) < 0) {
         Py_DECREF(entry);
         return NULL;

@@ -430,7 +430,7 @@ def test_parts_are_scanned_and_remembered_as_the_python_detector_does(datas: lis
     c_walk._recent.clear()
     python._recent.clear()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(scan, "RECENT_PARTS", 3)  # evictions too
+        patch.setattr(scan, "RECENT_PARTS", 3)  # emptied when full too
         patch.setattr(scan, "RECENT_PART_BYTES", 40)
         found = c_walk.scan_parts(parts)
         expected = python.scan_parts(parts)
@@ -438,3 +438,4 @@ def test_parts_are_scanned_and_remembered_as_the_python_detector_does(datas: lis
         (i, list(hits), list(notes)) for i, hits, notes in expected
     ]
     assert list(c_walk._recent.items()) == list(python._recent.items())
+    assert len(c_walk._recent) <= 3
