@@ -37,12 +37,10 @@ def quick_init(cls: type[T]) -> type[T]:
     positional: list[str] = []
     keyword: list[str] = []
     body: list[str] = []
-    stores: list[str] = []
     names: list[str] = []
     for i, f in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
         if not f.init:
             raise TypeError(f"{cls.__name__}.{f.name} is not an __init__ field")
-        namespace[f"set{i}"] = getattr(cls, f.name).__set__
         param = f.name
         if f.default is not dataclasses.MISSING:
             namespace[f"default{i}"] = f.default
@@ -52,12 +50,14 @@ def quick_init(cls: type[T]) -> type[T]:
             param += "=MISSING"
             body.append(f"    if {f.name} is MISSING: {f.name} = factory{i}()")
         (keyword if f.kw_only else positional).append(param)
-        stores.append(f"    set{i}(self, {f.name})")
         names.append(f.name)
     if Filler is not None and names:
         namespace["fill"] = Filler(cls, tuple(names))
-        stores = [f"    fill(self, {', '.join(names)})"]
-    body += stores
+        body.append(f"    fill(self, {', '.join(names)})")
+    else:
+        for i, name in enumerate(names):
+            namespace[f"set{i}"] = getattr(cls, name).__set__
+            body.append(f"    set{i}(self, {name})")
     signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
     exec(f"def __init__({signature}):\n" + "\n".join(body or ["    pass"]), namespace)
     init = namespace["__init__"]
