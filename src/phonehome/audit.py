@@ -58,7 +58,7 @@ class AuditResult:
 
     @property
     def violations(self) -> int:
-        written = sum(n for facet, n in self.written.items() if facet[5])
+        written = sum(n for (*_, violation), n in self.written.items() if violation)
         return written + sum(f.verdict == "violation" for f in self.findings)
 
     @property

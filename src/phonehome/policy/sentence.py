@@ -83,20 +83,21 @@ def facets(findings: Iterable[Finding]) -> Counter[Facet]:
 
 
 def _destination(group: list[Facet]) -> str:
-    idents = sorted({f[0] for f in group}, key=lambda x: (_RANK.get(x, len(_RANK)), x))
+    labels, encrypted, names, owners, countries, _violations = zip(*group, strict=True)
+    idents = sorted(set(labels), key=lambda x: (_RANK.get(x, len(_RANK)), x))
     phrases = list(dict.fromkeys(words(i) for i in idents))
-    enc = {f[1] for f in group}
+    enc = set(encrypted)
     transport = (
         "encrypted" if enc == {True} else "in clear text" if enc == {False} else "partly in clear text"
     )
-    hosts = sorted({f[2] for f in group})
+    hosts = sorted(set(names))
     shown = ", ".join(hosts[:MAX_HOSTS]) + (
         f" and {len(hosts) - MAX_HOSTS} more" if len(hosts) > MAX_HOSTS else ""
     )
-    owner = group[0][3]
+    owner = owners[0]
     who = f"{owner} ({shown})" if owner else shown
     text = f"{_join(phrases)} {transport} to {who}"
-    country = _in_country(group[0][4])
+    country = _in_country(countries[0])
     return f"{text} in {country}" if country else text
 
 
@@ -119,7 +120,8 @@ def _described(counts: Iterable[tuple[Facet, int]]) -> str:
     groups: dict[tuple[str, str], list[Facet]] = defaultdict(list)
     sizes: Counter[tuple[str, str]] = Counter()
     for f, n in counts:
-        key = (f[3] or f[2], f[4] or "")
+        _label, _encrypted, host, owner, country, _violation = f
+        key = (owner or host, country or "")
         groups[key].append(f)
         sizes[key] += n
     ordered = sorted(groups.items(), key=lambda kv: (-sizes[kv[0]], kv[0]))
@@ -140,7 +142,7 @@ def sentence_of(counts: Mapping[Facet, int], policy: Policy | None) -> str:
     found = [(f, n) for f, n in counts.items() if n > 0]
     if not found:
         return NOTHING
-    violations = [(f, n) for f, n in found if f[5]]
+    violations = [(f, n) for f, n in found if f[-1]]  # the facet's last: a violation
     if not violations:
         return f"Sent {_described(found)}, as your policy allows."
     how = "without consent" if policy is None or not policy.consent else "against your policy"
