@@ -185,8 +185,12 @@ def _pieces(result: AuditResult) -> Iterator[str | Path]:
                 _findings(result, iter(value)) if key == "findings" else (_COMPACT.encode(v) for v in value)
             )
             for item in items:
-                yield "\n    " if first else _ITEM
-                yield item
+                separator = "\n    " if first else _ITEM
+                if isinstance(item, str):
+                    yield separator + item  # one piece per finding, as the serial report writes most
+                else:
+                    yield separator
+                    yield item
                 first = False
             yield f"{'' if first else chr(10) + '  '}]{comma}\n"
         else:
