@@ -7,6 +7,7 @@ import ipaddress
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,27 @@ def test_json_document_and_exit_status_for_leaks(tmp_path: Path, profile: Path) 
     assert ("imei", "md5", "body") in encodings
     assert ("phone", "url", "body") in encodings
     assert ("carrier", "plain", "query") in encodings
+
+
+def test_an_audit_without_key_logs_compression_or_tracker_lists_imports_none_of_their_libraries(
+    tmp_path: Path, profile: Path
+) -> None:
+    # cryptography (TLS and QUIC decryption), regex (Exodus signatures), brotli and zstandard
+    # (bodies in those codings) cost about 40 ms of start-up together: only runs that need them
+    # import them.
+    pcap = tmp_path / "c.pcap"
+    pcap.write_bytes(factory_capture())
+    script = (
+        "import sys\n"
+        "from phonehome.cli import main\n"
+        f"status = main(['audit', {str(pcap)!r}, '--device', {str(profile)!r}, '--format', 'json', "
+        f"'-o', {str(tmp_path / 'out.json')!r}, '--no-progress'])\n"
+        "libraries = ('cryptography', 'regex', 'brotli', 'zstandard')\n"
+        "print(status, sorted(m for m in libraries if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [str(int(ExitStatus.LEAKS)), "[]"]
+    assert json.loads((tmp_path / "out.json").read_text())["findings"]
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])

@@ -23,12 +23,13 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
-
-import regex
+from typing import TYPE_CHECKING, Any
 
 from phonehome.attribute.domains import normalise
 from phonehome.errors import InputError
+
+if TYPE_CHECKING:  # imported only where an Exodus list is loaded (about 20 ms)
+    import regex
 
 # The fixed role vocabulary. Every table entry, bundled or loaded, ends up with one of these.
 ROLES: dict[str, str] = {
@@ -199,6 +200,8 @@ def _disconnect(doc: Mapping[str, Any], source: str) -> TrackerList:
 
 
 def _exodus(doc: Mapping[str, Any], source: str) -> TrackerList:
+    import regex
+
     trackers = doc["trackers"]
     label = f"exodus {source.rsplit('/', 1)[-1]}"
     signatures: list[_Signature] = []

@@ -12,9 +12,6 @@ import struct
 import zlib
 from collections.abc import Callable
 
-import brotli
-import zstandard
-
 __all__ = ["CODINGS", "KEPT_AS_SENT", "decode_body", "decode_content", "decompress", "sniff_compression"]
 
 # Input is fed to brotli in pieces of this size so that a failure keeps what came before it.
@@ -125,6 +122,8 @@ def _brotli_run(data: bytes, limit: int, careful_from: int) -> tuple[Decoded, in
 
     Returns the result and, when the decoder failed, where the failing piece of input began.
     """
+    import brotli  # here, not at start-up: most runs meet no brotli body
+
     sink = _Sink(limit)
     d = brotli.Decompressor()
     pos = 0
@@ -211,6 +210,8 @@ def _zstd(data: bytes, limit: int) -> Decoded:
         # Trailing bytes would make the reader fail and lose its last read, so they are cut first.
         warning = f"zstd: {len(data) - end} bytes of trailing data ignored"
         data = data[:end]
+    import zstandard  # here, not at start-up: with what it imports, 6 ms of every run
+
     sink = _Sink(limit)
     reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
     try:

@@ -21,13 +21,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from phonehome.errors import InputError
 from phonehome.model import WHERE_DNS, WHERE_RAW, WHERE_SNI, Exchange, Notice, Part
-from phonehome.protocols import dns, http1, http2, quic, tls, tlsrecords
+from phonehome.protocols import dns, http1, http2, tls
 from phonehome.protocols.keylog import KeyStore
 from phonehome.protocols.message import request_parts, split_target, target_parts
 from phonehome.protocols.tcp import Gap, Reassembler
+
+if TYPE_CHECKING:
+    # Imported where they are used: with cryptography, they cost about 20 ms of every run's start,
+    # and only key logs (tlsrecords) and QUIC Initials (quic) need them.
+    from phonehome.protocols import quic, tlsrecords
 
 TCP, UDP = 6, 17
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
@@ -202,6 +208,8 @@ class _Tls(_Consumer):
 
     def data(self, chunk: bytes) -> None:
         if self.decryptor is not None:
+            from phonehome.protocols import tlsrecords
+
             self.decryptor.receive(tlsrecords.CLIENT, chunk)
             self._pump()
             return
@@ -225,6 +233,8 @@ class _Tls(_Consumer):
             if not keys:
                 self.table.stop_reading(self.flow)  # application data: encrypted, nothing to read
             else:
+                from phonehome.protocols import tlsrecords
+
                 self.decryptor = tlsrecords.TlsDecryptor(keys)
                 self.flow.reply_reasm = Reassembler(max_buffered=self.table.limits.max_stream_buffer)
                 self.flow.reply_sink = self
@@ -235,6 +245,8 @@ class _Tls(_Consumer):
 
     def gap(self, gap: Gap) -> None:
         if self.decryptor is not None:
+            from phonehome.protocols import tlsrecords
+
             self.decryptor.receive_gap(tlsrecords.CLIENT, gap.length)
             self._pump()
 
@@ -249,6 +261,8 @@ class _Tls(_Consumer):
         decryptor = self.decryptor
         if decryptor is None:
             return
+        from phonehome.protocols import tlsrecords
+
         if isinstance(item, Gap):
             decryptor.receive_gap(tlsrecords.SERVER, item.length)
         else:
@@ -277,6 +291,8 @@ class _Tls(_Consumer):
         self.decryptor = None
 
     def _pump(self) -> None:
+        from phonehome.protocols import tlsrecords
+
         assert self.decryptor is not None
         for event in self.decryptor.events():
             if event.direction != tlsrecords.CLIENT:
@@ -876,12 +892,14 @@ class FlowTable:
             reader = self._quic[key]
             if reader is None:
                 return
-        elif quic.looks_like_initial(payload):
+        else:
+            from phonehome.protocols import quic
+
+            if not quic.looks_like_initial(payload):
+                return
             reader = self._quic[key] = quic.InitialReader()
             if len(self._quic) > self.limits.max_flows:
                 self._quic.popitem(last=False)
-        else:
-            return
         client, server = (key[0], key[1]), (key[2], key[3])
         label = f"udp {_endpoint(client)}>{_endpoint(server)}"
         try:
