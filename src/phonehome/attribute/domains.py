@@ -97,13 +97,28 @@ def psl_rules() -> tuple[list[str], list[str]]:
     return rules, icann
 
 
+class _Rules(PublicSuffixList):
+    """A list built from rules :func:`psl_rules` already read: lower case, without comments.
+
+    Its parser would read each of them again as a line of the file (decode, lower-case, split,
+    strip) to reach the same set: a third of every run's start-up. What it keeps of a parse is
+    that set and the most labels a rule has (publicsuffixlist 1.1, pinned; a test compares both
+    lists with the parser's own reading of the file).
+    """
+
+    def _parse(self, source: object, accept_encoded_idn: bool, only_icann: bool = False) -> None:
+        assert isinstance(source, list) and not accept_encoded_idn and not only_icann
+        self._publicsuffix = frozenset(source)
+        self._maxlabel = max((rule.count(".") + 1 for rule in source), default=0)
+
+
 @cache
 def _lists() -> tuple[PublicSuffixList, PublicSuffixList]:
     # Built once per process, on first use: the whole list, and its ICANN section alone.
     rules, icann = psl_rules()
     return (
-        PublicSuffixList(rules, accept_encoded_idn=False),
-        PublicSuffixList(icann, accept_encoded_idn=False),
+        _Rules(rules, accept_encoded_idn=False),
+        _Rules(icann, accept_encoded_idn=False),
     )
 
 

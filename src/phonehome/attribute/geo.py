@@ -197,7 +197,7 @@ class CloudRanges:
                 lasts = _Starts(view[pos + 16 * count : pos + 32 * count])
                 indexes = view[pos + 32 * count : pos + 36 * count].cast("I")
                 pos += 36 * count
-                if len(lasts) != count or len(indexes) != count or any(i >= len(values) for i in indexes):
+                if len(lasts) != count or len(indexes) != count or (count and max(indexes) >= len(values)):
                     return False
                 segments[(str(kind), int(v))] = (firsts, lasts, indexes)
             if pos != len(view):
