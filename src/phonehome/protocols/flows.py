@@ -147,7 +147,16 @@ class _Http(_Consumer):
         if self.tunnel is not None:
             self.tunnel.data(chunk)
             return
-        self.parser.receive_data(chunk)
+        parser = self.parser
+        # A request wholly in one piece is taken at once; the parser reads anything else.
+        taken = parser.take_request(chunk)
+        if taken is not None:
+            request, used = taken
+            self.table.http_request(self.flow, request, self.tls)
+            if used == len(chunk):
+                return
+            chunk = chunk[used:]
+        parser.receive_data(chunk)
         self._pump()
 
     def held(self) -> int:

@@ -642,33 +642,11 @@ class RequestParser:
                 self._header_line(draft, line.removesuffix(b"\r"), framing=True)
             self._end_of_head(draft)
             return True
-        length = _length_of(lengths)
-        if (
-            not te
-            and length is not None
-            and length <= min(avail - end, self.max_body)
-            and method != b"CONNECT"
-        ):
-            # The whole request is here: what _end_of_head, _step_body_length and _finish would do.
-            body = bytes(self._buf[end : end + length]) if length else b""
-            self._drop(end + length)
-            problems: list[str] = []
-            if ce:
-                body, problems = decode_body(
-                    ", ".join(c for value in ce for c in _codings(value)), body, self.max_decoded
-                )
-            self._pending.append(
-                Request(
-                    method.decode("ascii"),
-                    target,
-                    "HTTP/" + version.decode("ascii"),
-                    tuple(headers),
-                    body,
-                    offset,
-                    True,
-                    tuple(problems),
-                )
-            )
+        whole = self._whole_request(self._buf, avail, head, offset)
+        if whole is not None:
+            request, used = whole
+            self._drop(used)
+            self._pending.append(request)
             return True
         self._drop(end)
         transfer = [c for value in te for c in _codings(value)]
@@ -680,6 +658,66 @@ class RequestParser:
         draft.content_codings = content
         self._end_of_head(draft)
         return True
+
+    def _whole_request(
+        self, buf: bytes | bytearray, avail: int, head: Head, offset: int
+    ) -> tuple[Request, int] | None:
+        """The request whose header section ``head`` split at the start of ``buf``, when its body
+        (of known length) is in ``buf[:avail]`` too, and how many bytes it took; else None.
+
+        What :meth:`_end_of_head`, :meth:`_step_body_length` and :meth:`_finish` would make of it.
+        """
+        end, _first, _blank, method, target, version, headers, lengths, te, ce = head
+        length = _length_of(lengths)
+        if te or length is None or length > min(avail - end, self.max_body) or method == b"CONNECT":
+            return None
+        body = bytes(buf[end : end + length]) if length else b""
+        problems: list[str] = []
+        if ce:
+            body, problems = decode_body(
+                ", ".join(c for value in ce for c in _codings(value)), body, self.max_decoded
+            )
+        assert headers is not None
+        request = Request(
+            method.decode("ascii"),
+            target,
+            "HTTP/" + version.decode("ascii"),
+            tuple(headers),
+            body,
+            offset,
+            True,
+            tuple(problems),
+        )
+        return request, end + length
+
+    def take_request(self, data: bytes) -> tuple[Request, int] | None:
+        """Between requests, with nothing held: the request ``data`` begins with, when all of it
+        (header section and body) is there, and how many bytes of ``data`` it took; else None,
+        and nothing taken.
+
+        The same request :meth:`receive_data` and :meth:`next_event` give, without buffering the
+        bytes and stepping through the states: a phone's request mostly comes in one segment. The
+        caller hands what follows it, and any ``data`` not taken, to :meth:`receive_data`.
+        """
+        if (
+            self._buf
+            or self._state is not _State.HEAD
+            or self._draft is not None
+            or self._gaps
+            or self._pending
+            or self._eof
+            or self._garbage_offset is not None
+            or not data
+            or data[0] in b"\r\n"  # blank lines before a request line: the parser skips them
+        ):
+            return None
+        head = _split_head(data, len(data), self.max_header_bytes, self.max_headers)
+        if head is None or head[6] is None:
+            return None
+        whole = self._whole_request(data, len(data), head, self._offset())
+        if whole is not None:
+            self._data_pos += whole[1]
+        return whole
 
     def _head_too_large(self) -> None:
         if self._draft is not None:
