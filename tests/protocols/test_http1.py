@@ -51,8 +51,14 @@ def drain(parser: RequestParser, out: list[Event], budget: list[int]) -> Event:
         out.append(event)
 
 
-def run(pieces: Iterable[Piece], *, eof: bool = True, parser: RequestParser | None = None) -> list[Event]:
-    """Feed ``pieces`` (draining after each), then EOF; the events, ending with EOF if it was sent."""
+def run(
+    pieces: Iterable[Piece], *, eof: bool = True, parser: RequestParser | None = None, taking: bool = False
+) -> list[Event]:
+    """Feed ``pieces`` (draining after each), then EOF; the events, ending with EOF if it was sent.
+
+    With ``taking``, whole requests at the start of each piece are first taken at once
+    (:meth:`RequestParser.take_request`), as the flow table does, and only the rest is fed.
+    """
     parser = parser or RequestParser()
     pieces = list(pieces)
     total = sum(p.length if isinstance(p, Gap) else len(p) for p in pieces)
@@ -63,6 +69,11 @@ def run(pieces: Iterable[Piece], *, eof: bool = True, parser: RequestParser | No
         if isinstance(piece, Gap):
             parser.receive_gap(piece.length)
         else:
+            while taking and (taken := parser.take_request(piece)) is not None:
+                request, used = taken
+                assert 0 < used <= len(piece)
+                events.append(request)
+                piece = piece[used:]
             parser.receive_data(piece)
         assert drain(parser, events, budget) is NEED_DATA
     if eof:
@@ -196,6 +207,25 @@ def test_pipelined_requests() -> None:
             req("DELETE", b"/3", [(b"Host", b"a")], offset=len(one + two)),
         ],
     )
+
+
+def test_a_whole_request_is_taken_at_once_only_between_requests() -> None:
+    get = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+    post = b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+    parser = RequestParser()
+    taken = parser.take_request(get + post[:10])
+    assert taken is not None and taken[1] == len(get)
+    assert taken[0] == Request("GET", b"/a", "HTTP/1.1", ((b"Host", b"h"),), b"", 0, True)
+    assert parser.take_request(post[:-1]) is None  # its body is not all there: nothing taken
+    parser.receive_data(post[:-1])
+    assert parser.next_event() is NEED_DATA
+    assert parser.take_request(b"z") is None  # in the middle of a request: the parser reads it
+    parser.receive_data(b"z")
+    assert parser.next_event() == Request(
+        "POST", b"/b", "HTTP/1.1", ((b"Content-Length", b"3"),), b"xyz", len(get), True
+    )
+    assert parser.take_request(b"\r\n" + get) is None  # blank lines first: left to the parser
+    assert parser.take_request(b"CONNECT h:443 HTTP/1.1\r\n\r\n") is None  # a tunnel follows
 
 
 def test_leading_empty_lines_between_requests() -> None:
@@ -1023,6 +1053,8 @@ def test_random_chunking_yields_the_requests(batch: list[tuple[bytes, Request]],
     expected.append(EOF)
     assert run(cut(stream, points)) == expected
     assert run([stream]) == expected
+    assert run(cut(stream, points), taking=True) == expected
+    assert run([stream], taking=True) == expected
 
 
 FRAGMENTS = st.sampled_from(
@@ -1091,6 +1123,8 @@ def test_any_input_never_raises_and_is_chunking_independent(pieces: list[Piece],
     check_events(events, stream_length(pieces))
     assert run(whole, parser=RequestParser(max_header_bytes=limit, max_body=50)) == events
     assert run(bytewise(pieces), parser=RequestParser(max_header_bytes=limit, max_body=50)) == events
+    for fed in (pieces, whole):  # whole requests taken at once give the same events
+        assert run(fed, parser=RequestParser(max_header_bytes=limit, max_body=50), taking=True) == events
 
 
 @settings(max_examples=200, deadline=None)
