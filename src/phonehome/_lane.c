@@ -5,9 +5,10 @@
  * from a position in the capture buffer and, for each plain IPv4 TCP packet of a flow the lane
  * knows (see capture.Lane), calls the lane's pass_over(flow, time) without building any Python
  * object for the packet beyond its 12-byte address key and its timestamp. A plain IPv4 TCP or UDP
- * packet the lane does not take is decoded here as capture._ip4 and _tcp/_udp would decode it, and
- * handed back. Anything else (a record not whole yet, one longer than the limit, damage, IPv6,
- * VLAN tags, fragments) is handed back undecoded for the Python decoders and their notices.
+ * packet the lane does not pass over is decoded here as capture._ip4 and _tcp/_udp would decode
+ * it, and handed to the lane's take(...) without returning to Python in between. Anything else (a
+ * record not whole yet, one longer than the limit, damage, IPv6, VLAN tags, fragments) is handed
+ * back undecoded for the Python decoders and their notices.
  *
  * Every read is bounds-checked against `end`, which the caller guarantees is within the buffer.
  */
@@ -16,9 +17,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Why walk_pcap stopped (capture.py names them _LANE_NEED_BYTES, _LANE_SLOW, _LANE_FLUSHED,
- * _LANE_DECODED). */
-enum { NEED_BYTES = 0, SLOW = 1, FLUSHED = 2, DECODED = 3 };
+/* Why walk_pcap stopped (capture.py names them _LANE_NEED_BYTES, _LANE_SLOW, _LANE_FLUSHED). */
+enum { NEED_BYTES = 0, SLOW = 1, FLUSHED = 2 };
 
 static inline uint32_t
 read32(const unsigned char *p, int big)
@@ -160,18 +160,19 @@ room(PyObject *passable)
     return n < 1 ? 1 : n;
 }
 
-/* The arguments of capture._packet for a plain IPv4 TCP or UDP frame whose IPv4 header starts at
- * `ip`: what capture._ip4 and capture._tcp or _udp return, with the time and offset before it.
- * NULL without an error set when the frame is not that plain (Python reads it, with its notices). */
-static PyObject *
-decode_record(const unsigned char *b, Py_ssize_t ip, Py_ssize_t nxt, double time, Py_ssize_t offset)
+/* A plain IPv4 TCP or UDP frame whose IPv4 header starts at `ip`, decoded as capture._ip4 and
+ * capture._tcp or _udp decode it, handed to the lane's take(time, proto, src, dst, sport, dport,
+ * flags, seq, payload). Returns 2 when take answered true (output waits), 1 when false, 0 when the
+ * frame is not that plain (Python reads it, with its notices), -1 on a Python error. */
+static int
+take_record(const unsigned char *b, Py_ssize_t ip, Py_ssize_t nxt, double time, PyObject *take)
 {
     if (nxt - ip < 20)
-        return NULL;
+        return 0;
     unsigned ihl = (unsigned)(b[ip] & 0x0F) << 2, total = read16be(b + ip + 2), proto = b[ip + 9];
     if (b[ip] >> 4 != 4 || ihl < 20 || (read16be(b + ip + 6) & 0x1FFF) || (proto != 6 && proto != 17) ||
         (total && total < ihl))
-        return NULL;
+        return 0;
     Py_ssize_t end = (total && ip + (Py_ssize_t)total < nxt) ? ip + (Py_ssize_t)total : nxt;
     Py_ssize_t t = ip + ihl;
     unsigned sport, dport, flags = 0;
@@ -179,41 +180,66 @@ decode_record(const unsigned char *b, Py_ssize_t ip, Py_ssize_t nxt, double time
     Py_ssize_t data;
     if (proto == 6) {
         if (end - t < 20 || ((b[t + 12] >> 2) & 0x3C) < 20)
-            return NULL;
+            return 0;
         seq = read32(b + t + 4, 1);
         flags = b[t + 13];
         data = t + ((b[t + 12] >> 2) & 0x3C);
     }
     else {
         if (end - t < 8)
-            return NULL;
+            return 0;
         data = t + 8;
     }
     sport = read16be(b + t);
     dport = read16be(b + t + 2);
     if (data > end)
         data = end; /* a header longer than the packet: no payload, as a Python slice gives */
-    return Py_BuildValue("(dnIy#y#IIIky#)", time, offset, proto, (const char *)b + ip + 12, (Py_ssize_t)4,
-                         (const char *)b + ip + 16, (Py_ssize_t)4, sport, dport, flags, seq,
-                         (const char *)b + data, end - data);
+    PyObject *args[10] = {
+        NULL,
+        PyFloat_FromDouble(time),
+        PyLong_FromLong((long)proto),
+        PyBytes_FromStringAndSize((const char *)b + ip + 12, 4),
+        PyBytes_FromStringAndSize((const char *)b + ip + 16, 4),
+        PyLong_FromLong((long)sport),
+        PyLong_FromLong((long)dport),
+        PyLong_FromLong((long)flags),
+        PyLong_FromUnsignedLong(seq),
+        PyBytes_FromStringAndSize((const char *)b + data, end - data),
+    };
+    int answer = -1;
+    int made = 1;
+    for (int i = 1; i < 10; i++)
+        made = made && args[i] != NULL;
+    if (made) {
+        PyObject *result = PyObject_Vectorcall(take, args + 1, 9 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (result != NULL) {
+            answer = PyObject_IsTrue(result);
+            Py_DECREF(result);
+            if (answer >= 0)
+                answer += 1;
+        }
+    }
+    for (int i = 1; i < 10; i++)
+        Py_XDECREF(args[i]);
+    return answer;
 }
 
 /* A walk in progress: the run being gathered, why the walk stopped, the record it names (`at`),
- * a packet decoded there, and the seconds of the last record read (classic pcap only). */
+ * and the seconds of the last record read (classic pcap only). */
 typedef struct {
     Run run;
     int stop;
     Py_ssize_t at, last_sec;
-    PyObject *packet;
     Seen seen; /* forgotten whenever Python code runs: it may change the lanes */
 } Walk;
 
 /* One whole record, from `pos` to `nxt`, whose frame holds an IPv4 header from `ip` to at most
- * `frame_end`: passed over into the run, or decoded into w->packet, or left to Python. Returns 1 to
- * go on with the record at *pos (moved to `nxt`), 0 to stop (w->stop set), -1 on a Python error. */
+ * `frame_end`: passed over into the run, or decoded and handed to the lane's take, or left to
+ * Python. Returns 1 to go on with the record at *pos (moved to `nxt`), 0 to stop (w->stop set), -1
+ * on a Python error. */
 static int
 take(Walk *w, const unsigned char *b, Py_ssize_t *pos, Py_ssize_t nxt, Py_ssize_t ip, Py_ssize_t frame_end,
-     double time, Py_ssize_t sec, Py_ssize_t base, PyObject *lanes, PyObject *pass_over, PyObject *passable)
+     double time, Py_ssize_t sec, PyObject *lanes, PyObject *pass_over, PyObject *passable, PyObject *taker)
 {
     int answer;
     PyObject *flow = frame_end - ip >= 40 ? lane_flow(b, ip, frame_end, lanes, &w->seen) : NULL;
@@ -263,23 +289,28 @@ take(Walk *w, const unsigned char *b, Py_ssize_t *pos, Py_ssize_t nxt, Py_ssize_
         }
         return 1;
     }
-    w->packet = decode_record(b, ip, frame_end, time, base + *pos);
-    if (w->packet == NULL) {
-        if (PyErr_Occurred())
-            return -1;
+    answer = take_record(b, ip, frame_end, time, taker);
+    if (answer < 0)
+        return -1;
+    if (answer == 0) {
         w->stop = SLOW;
         return 0;
     }
-    w->stop = DECODED;
+    forget(&w->seen);
     w->last_sec = sec;
-    w->at = *pos;
+    if (answer == 2) { /* output waits: the reader hands it on before the next record */
+        w->stop = FLUSHED;
+        w->at = *pos;
+        *pos = nxt;
+        return 0;
+    }
     *pos = nxt;
-    return 0;
+    return 1;
 }
 
-/* The walk's answer, (pos, last_sec, stop, at, packet), once the run it stopped inside is handed
- * on: its answer, when true, is reported in place of the stop, and the record at pos (a packet
- * decoded here included) is read again. NULL on a Python error. */
+/* The walk's answer, (pos, last_sec, stop, at), once the run it stopped inside is handed on: its
+ * answer, when true, is reported in place of the stop (a run is only ever pending when the walk
+ * stopped for want of bytes or for Python, at pos). NULL on a Python error. */
 static PyObject *
 finish(Walk *w, Py_ssize_t pos, PyObject *pass_over)
 {
@@ -287,23 +318,15 @@ finish(Walk *w, Py_ssize_t pos, PyObject *pass_over)
     if (w->run.flow != NULL) {
         Py_ssize_t run_at = w->run.at, run_sec = w->run.sec;
         int answer = hand_on(&w->run, pass_over);
-        if (answer < 0) {
-            Py_CLEAR(w->packet);
+        if (answer < 0)
             return NULL;
-        }
         if (answer) {
-            if (w->stop == DECODED) {
-                Py_CLEAR(w->packet);
-                pos = w->at;
-            }
             w->stop = FLUSHED;
             w->at = run_at;
             w->last_sec = run_sec;
         }
     }
-    if (w->packet == NULL)
-        return Py_BuildValue("(nninO)", pos, w->last_sec, w->stop, w->at, Py_None);
-    return Py_BuildValue("(nninN)", pos, w->last_sec, w->stop, w->at, w->packet);
+    return Py_BuildValue("(nnin)", pos, w->last_sec, w->stop, w->at);
 }
 
 static PyObject *
@@ -311,56 +334,53 @@ walk_error(Walk *w)
 {
     forget(&w->seen);
     Py_XDECREF(w->run.flow);
-    Py_XDECREF(w->packet);
     return NULL;
 }
 
 PyDoc_STRVAR(walk_pcap_doc,
 "walk_pcap(buf, pos, end, hlen, big, div, limit, ip_off, etype_off, lanes, pass_over, passable,\n"
-"          last_sec, base)\n"
+"          last_sec, take)\n"
 "--\n\n"
 "Walk classic pcap records of ``buf`` from ``pos`` while they are packets for the lane.\n\n"
 "``hlen``: record header length (16, or 24 for the modified format); ``big``: header byte order;\n"
 "``div``: timestamp fraction units per second; ``limit``: longest captured length taken;\n"
 "``ip_off``: offset of the IPv4 header in the frame; ``etype_off``: offset of the 16-bit\n"
-"ethertype that must read 0x0800, or -1 for raw IP; ``lanes``, ``pass_over`` and ``passable``:\n"
-"the lane's (see capture.Lane; runs of one flow are handed on in one call); ``last_sec``: the\n"
-"last record's seconds (-1: none); ``base``: file offset of buf.\n\n"
-"Returns ``(pos, last_sec, stop, at, packet)``: where the walk stopped, the seconds of the last\n"
-"record read, why it stopped (0: the record at pos is not whole yet; 1: the record at pos is\n"
-"for Python to read; 2: pass_over returned true for the run whose last record is at ``at``;\n"
-"3: the record at ``at``, which ends at pos, is a plain IPv4 TCP or UDP packet, and ``packet``\n"
-"holds the arguments of capture._packet for it; otherwise ``packet`` is None).");
+"ethertype that must read 0x0800, or -1 for raw IP; ``lanes``, ``pass_over``, ``passable`` and\n"
+"``take``: the lane's (see capture.Lane; runs of one flow are handed on in one call, each plain\n"
+"IPv4 TCP or UDP packet not passed over is decoded and taken); ``last_sec``: the last record's\n"
+"seconds (-1: none).\n\n"
+"Returns ``(pos, last_sec, stop, at)``: where the walk stopped, the seconds of the last record\n"
+"read, why it stopped (0: the record at pos is not whole yet; 1: the record at pos is for Python\n"
+"to read; 2: pass_over or take returned true for the record at ``at``, the last read).");
 
 static PyObject *
 walk_pcap(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t pos, end, hlen, big, limit, ip_off, etype_off, last_sec, base;
+    Py_ssize_t pos, end, hlen, big, limit, ip_off, etype_off, last_sec;
     double div;
     if (nargs != 14) {
         PyErr_SetString(PyExc_TypeError, "walk_pcap takes 14 arguments");
         return NULL;
     }
-    PyObject *bufobj = args[0], *lanes = args[9], *pass_over = args[10], *passable = args[11];
+    PyObject *bufobj = args[0], *lanes = args[9], *pass_over = args[10], *passable = args[11], *taker = args[13];
     if (!PyBytes_CheckExact(bufobj) || !PyDict_CheckExact(lanes)) {
         PyErr_SetString(PyExc_TypeError, "walk_pcap needs bytes and a dict");
         return NULL;
     }
     if (!as_ssize(args[1], &pos) || !as_ssize(args[2], &end) || !as_ssize(args[3], &hlen) ||
         !as_ssize(args[4], &big) || !as_ssize(args[6], &limit) || !as_ssize(args[7], &ip_off) ||
-        !as_ssize(args[8], &etype_off) || !as_ssize(args[12], &last_sec) || !as_ssize(args[13], &base))
+        !as_ssize(args[8], &etype_off) || !as_ssize(args[12], &last_sec))
         return NULL;
     div = PyFloat_AsDouble(args[5]);
     if (div == -1.0 && PyErr_Occurred())
         return NULL;
     if (pos < 0 || end < pos || end > PyBytes_GET_SIZE(bufobj) || hlen < 16 || limit < 0 ||
-        ip_off < 0 || etype_off < -1 || (etype_off >= 0 && etype_off + 2 > ip_off) || div <= 0 ||
-        base < 0) {
+        ip_off < 0 || etype_off < -1 || (etype_off >= 0 && etype_off + 2 > ip_off) || div <= 0) {
         PyErr_SetString(PyExc_ValueError, "walk_pcap: arguments out of range");
         return NULL;
     }
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bufobj);
-    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, last_sec, NULL, {{0}, NULL, 0}};
+    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, last_sec, {{0}, NULL, 0}};
     while (end - pos >= hlen) {
         const unsigned char *rec = b + pos;
         uint32_t sec = read32(rec, (int)big), frac = read32(rec + 4, (int)big);
@@ -378,7 +398,7 @@ walk_pcap(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         double time = (double)sec + (double)frac / div;
-        int go = take(&w, b, &pos, nxt, ip, nxt, time, (Py_ssize_t)sec, base, lanes, pass_over, passable);
+        int go = take(&w, b, &pos, nxt, ip, nxt, time, (Py_ssize_t)sec, lanes, pass_over, passable, taker);
         if (go < 0)
             return walk_error(&w);
         if (!go)
@@ -388,14 +408,14 @@ walk_pcap(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(walk_pcapng_doc,
-"walk_pcapng(buf, pos, end, big, links, max_block, lanes, pass_over, passable, base)\n"
+"walk_pcapng(buf, pos, end, big, links, max_block, lanes, pass_over, passable, take)\n"
 "--\n\n"
 "Walk pcapng blocks of ``buf`` from ``pos`` while they are Enhanced Packet Blocks for the lane.\n\n"
 "``big``: the section's byte order; ``links``: per interface of the section, ``(ip_off,\n"
 "etype_off, units, tsoffset)`` as for walk_pcap, with the interface's timestamp units per second\n"
 "and offset in seconds, or None for an interface the lane does not read; ``max_block``: the\n"
-"longest block taken; ``lanes``, ``pass_over``, ``passable`` and ``base`` as for walk_pcap.\n\n"
-"Returns ``(pos, -1, stop, at, packet)`` as walk_pcap does, the block taking the place of the\n"
+"longest block taken; ``lanes``, ``pass_over``, ``passable`` and ``take`` as for walk_pcap.\n\n"
+"Returns ``(pos, -1, stop, at)`` as walk_pcap does, the block taking the place of the\n"
 "record: any block but a whole, well-formed EPB of an interface in ``links`` is for Python.");
 
 /* The link of interface `ifid` from `links`: 1 with its fields, 0 when the lane does not read
@@ -433,7 +453,7 @@ enum { EPB = 6, EPB_HEAD = 28 };
 static PyObject *
 walk_pcapng(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t pos, end, big, max_block, base, ip_off, etype_off;
+    Py_ssize_t pos, end, big, max_block, ip_off, etype_off;
     double units, tsoffset;
     if (nargs != 10) {
         PyErr_SetString(PyExc_TypeError, "walk_pcapng takes 10 arguments");
@@ -445,14 +465,14 @@ walk_pcapng(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         return NULL;
     }
     if (!as_ssize(args[1], &pos) || !as_ssize(args[2], &end) || !as_ssize(args[3], &big) ||
-        !as_ssize(args[5], &max_block) || !as_ssize(args[9], &base))
+        !as_ssize(args[5], &max_block))
         return NULL;
-    if (pos < 0 || end < pos || end > PyBytes_GET_SIZE(bufobj) || max_block < 32 || base < 0) {
+    if (pos < 0 || end < pos || end > PyBytes_GET_SIZE(bufobj) || max_block < 32) {
         PyErr_SetString(PyExc_ValueError, "walk_pcapng: arguments out of range");
         return NULL;
     }
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(bufobj);
-    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, -1, NULL, {{0}, NULL, 0}};
+    Walk w = {{NULL, 0, 0, 0, 0.0, 0}, NEED_BYTES, pos, -1, {{0}, NULL, 0}};
     while (end - pos >= 12) {
         uint32_t btype = read32(b + pos, (int)big), blen = read32(b + pos + 4, (int)big);
         if (btype != EPB || blen < 32 || (blen & 3) || (Py_ssize_t)blen > max_block) {
@@ -477,7 +497,7 @@ walk_pcapng(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         }
         uint64_t stamp = ((uint64_t)read32(b + pos + 12, (int)big) << 32) | read32(b + pos + 16, (int)big);
         double time = (double)stamp / units + tsoffset;
-        int go = take(&w, b, &pos, nxt, ip, frame_end, time, -1, base, lanes, pass_over, passable);
+        int go = take(&w, b, &pos, nxt, ip, frame_end, time, -1, lanes, pass_over, passable, args[9]);
         if (go < 0)
             return walk_error(&w);
         if (!go)

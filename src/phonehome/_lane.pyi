@@ -17,9 +17,9 @@ def walk_pcap(
     pass_over: Callable[[Any, float, int], bool],
     passable: Callable[[], int],
     last_sec: int,
-    base: int,
+    take: Callable[..., bool],
     /,
-) -> tuple[int, int, int, int, Any]: ...  # the last: _packet arguments, or None
+) -> tuple[int, int, int, int]: ...
 def walk_pcapng(
     buf: bytes,
     pos: int,
@@ -30,6 +30,6 @@ def walk_pcapng(
     lanes: dict[bytes, tuple[Any, bool]],
     pass_over: Callable[[Any, float, int], bool],
     passable: Callable[[], int],
-    base: int,
+    take: Callable[..., bool],
     /,
-) -> tuple[int, int, int, int, Any]: ...  # as walk_pcap's
+) -> tuple[int, int, int, int]: ...

@@ -219,14 +219,14 @@ def _pcap_file(path, packets: list[tuple], times: list[float]) -> None:  # type:
 
 
 def _without_lane(path: str) -> list[Exchange | Notice]:
-    from phonehome.sources import feed_packet
     from phonehome.sources.capture import Packet, read_capture
 
     table = FlowTable(path, Limits())
     events: list[Exchange | Notice] = []
-    for event in read_capture(path):
+    for event in read_capture(path):  # without a lane, the reader yields each packet it decodes
         if isinstance(event, Packet):
-            feed_packet(table, event)
+            e = event
+            table.packet(e.time, e.proto, e.src, e.dst, e.sport, e.dport, e.flags, e.seq, e.payload)
         elif isinstance(event, Notice):
             events.append(event)
         events.extend(table.drain())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import tracemalloc
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from phonehome.errors import InputError
 from phonehome.model import Notice
 from phonehome.protocols.flows import FlowTable
-from phonehome.sources import capture, feed_packet
+from phonehome.sources import capture
 from phonehome.sources.capture import (
     CaptureReader,
     Event,
@@ -932,10 +933,31 @@ def test_corpus_decryption_secrets() -> None:
 # The fast lane: packets the flow table does not need are passed over, undecoded
 
 
-class _Lane:
+class _Taking:
+    """A lane's take: keeps each packet handed to it (a Packet without its offset); no output."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[object, ...]] = []
+
+    def take(self, *fields: object) -> bool:
+        assert len(fields) == 9
+        self.taken.append(fields)
+        return False
+
+    def times(self) -> list[object]:
+        return [fields[0] for fields in self.taken]
+
+
+def _fields(packet: Packet) -> tuple[object, ...]:
+    """What a lane's take is given for ``packet``."""
+    return tuple(getattr(packet, f.name) for f in dataclasses.fields(Packet) if f.name != "offset")
+
+
+class _Lane(_Taking):
     """Knows one flow: server to client passed over whole, client to server only when empty."""
 
     def __init__(self) -> None:
+        super().__init__()
         up = CLIENT4 + SERVER4 + struct.pack(">HH", 40000, 80)
         down = SERVER4 + CLIENT4 + struct.pack(">HH", 80, 40000)
         self.lanes: dict[bytes, tuple[object, bool]] = {up: ("flow", False), down: ("flow", True)}
@@ -951,10 +973,11 @@ class _Lane:
         return 1  # one packet at a time: each one's time is seen
 
 
-class _RunLane:
+class _RunLane(_Taking):
     """Knows one flow, passed over whole, in runs of at most ``most`` packets."""
 
     def __init__(self, most: int) -> None:
+        super().__init__()
         down = SERVER4 + CLIENT4 + struct.pack(">HH", 80, 40000)
         self.lanes: dict[bytes, tuple[object, bool]] = {down: ("flow", True)}
         self.most = most
@@ -1048,7 +1071,9 @@ def test_fast_lane_passes_over_exactly_the_packets_that_cannot_matter(
     fast = list(reader.events())
     assert lane.passed == [t for t, (_f, passed) in frames.items() if passed]
     kept = [e for e in plain if not (isinstance(e, Packet) and e.time in lane.passed)]
-    assert [e for e in fast if not isinstance(e, Flush)] == kept
+    # The packets not passed over are taken, in order; the reader yields no Packet beside them.
+    assert lane.taken == [_fields(e) for e in kept if isinstance(e, Packet)]
+    assert [e for e in fast if not isinstance(e, Flush)] == [e for e in kept if not isinstance(e, Packet)]
     flushes = [e for e in fast if isinstance(e, Flush)]
     assert len(flushes) == len(lane.passed) // 2
 
@@ -1066,7 +1091,7 @@ def test_fast_lane_walks_big_endian_pcapng_with_its_interfaces_stamps() -> None:
         reader.close()
         events = list(reader.events())
         assert lane.passed == [1.5 + (tsoffset or 0)], tsresol
-        assert [e.time for e in events if isinstance(e, Packet)] == [2.25 + (tsoffset or 0)]
+        assert lane.times() == [2.25 + (tsoffset or 0)] and not any(isinstance(e, Packet) for e in events)
 
 
 @pytest.mark.usefixtures("walk")
@@ -1080,7 +1105,7 @@ def test_fast_lane_walks_big_endian_nanosecond_and_modified_pcap() -> None:
         reader.close()
         events = list(reader.events())
         assert lane.passed == [1.5], (order, magic)
-        assert [e.time for e in events if isinstance(e, Packet)] == [2.25]
+        assert lane.times() == [2.25] and not any(isinstance(e, Packet) for e in events)
 
 
 @pytest.mark.usefixtures("walk")
@@ -1101,7 +1126,7 @@ def test_a_run_of_one_flow_is_passed_over_in_calls_no_longer_than_the_lane_allow
     passed = [t for t in times if t != 9.0]
     assert [t for t, _n in lane.runs] == [passed[end - 1] for end in ends]
     assert 7 in ends
-    assert [e.time for e in events if isinstance(e, Packet)] == [9.0]
+    assert lane.times() == [9.0] and not any(isinstance(e, Packet) for e in events)
     # A Flush for each True answer, at the record of the run's last packet.
     assert len([e for e in events if isinstance(e, Flush)]) == len([end for end in ends if end % 3 == 0])
 
@@ -1129,8 +1154,6 @@ def _lane_outputs(data: bytes, chunk: int) -> list[object]:
 
     def drain() -> None:
         for event in reader.events():
-            if isinstance(event, Packet):
-                feed_packet(table, event)
             if not isinstance(event, Flush):
                 out.append(event)
             out.extend(table.drain())
@@ -1184,9 +1207,9 @@ def test_c_walk_reads_every_corpus_pcap_as_the_python_loop_does(
 def test_c_walk_refuses_arguments_outside_its_buffer() -> None:
     walk = capture._walk_pcap
     assert walk is not None
-    ok = (b"\0" * 64, 0, 64, 16, False, 1e6, 65535, 14, 12, {}, lambda _f, _t, _n: False, lambda: 1, -1, 0)
-    assert walk(*ok) == (0, -1, 1, 0, None)  # an empty record: too short for the lane, left to Python
-    for index, value in ((2, 65), (1, 65), (1, -1), (3, 8), (8, 13), (5, 0.0), (13, -1)):
+    ok = (b"\0" * 64, 0, 64, 16, False, 1e6, 65535, 14, 12, {}, lambda _f, _t, _n: False, lambda: 1, -1, None)
+    assert walk(*ok) == (0, -1, 1, 0)  # an empty record: too short for the lane, left to Python
+    for index, value in ((2, 65), (1, 65), (1, -1), (3, 8), (8, 13), (5, 0.0)):
         bad = list(ok)
         bad[index] = value
         with pytest.raises(ValueError, match="out of range"):
@@ -1200,6 +1223,7 @@ def test_c_pcapng_walk_refuses_arguments_outside_its_buffer_and_malformed_links(
     walk = capture._walk_pcapng
     assert walk is not None
     block = epb(eth(ip4(tcp())), 1_500_000)
+    taking = _Taking()
     ok = (
         block,
         0,
@@ -1210,14 +1234,17 @@ def test_c_pcapng_walk_refuses_arguments_outside_its_buffer_and_malformed_links(
         {},
         lambda _f, _t, _n: False,
         lambda: 1,
-        0,
+        taking.take,
     )
-    pos, _sec, stop, at, packet = walk(*ok)
-    assert (pos, stop, at) == (len(block), 3, 0) and packet is not None and packet[0] == 1.5
+    assert walk(*ok)[:3] == (len(block), -1, 0)  # taken, no output: on to the end of buf
+    assert taking.times() == [1.5]
+    output = _Taking()
+    output.take = lambda *fields: True  # type: ignore[method-assign]
+    assert walk(*ok[:9], output.take) == (len(block), -1, 2, 0)  # output waits after the block at 0
     assert walk(block, 0, len(block) - 1, *ok[3:])[2] == 0  # not whole yet
     assert walk(block, *ok[1:4], (None,), *ok[5:])[2] == 1  # an interface the lane does not read
     assert walk(block, *ok[1:4], (), *ok[5:])[2] == 1  # no such interface
-    for index, value in ((2, len(block) + 1), (1, -1), (5, 31), (9, -1)):
+    for index, value in ((2, len(block) + 1), (1, -1), (5, 31)):
         bad = list(ok)
         bad[index] = value
         with pytest.raises(ValueError, match="out of range"):

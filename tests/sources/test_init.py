@@ -106,3 +106,29 @@ def test_a_fifo_that_is_not_an_input_names_itself(tmp_path: Path, data: bytes, m
         with pytest.raises(InputError, match=message) as caught:
             read_input(fifo)
         assert caught.value.source == str(fifo)
+
+
+def test_a_capture_reports_its_progress_about_once_a_megabyte(tmp_path: Path) -> None:
+    import struct
+
+    from phonehome.sources import read_packets
+
+    # 4 MB of UDP datagrams from the phone, each a raw exchange the flow table hands on at once.
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101)  # raw IPv4 frames
+    records = []
+    for i in range(4000):
+        payload = i.to_bytes(4, "big") * 250
+        udp = struct.pack(">HHHH", 40000 + i % 1000, 9999, 8 + len(payload), 0) + payload
+        ip = struct.pack(
+            ">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, 2]), bytes(4)
+        )
+        frame = ip + udp
+        records.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
+    path = tmp_path / "udp.pcap"
+    path.write_bytes(header + b"".join(records))
+    seen: list[int] = []
+    exchanges = list(read_packets(str(path), seen.append))
+    assert len(exchanges) == 4000
+    size = path.stat().st_size
+    assert 3 <= len(seen) <= size >> 20
+    assert all(b - a >= 1 << 20 for a, b in zip([0, *seen], seen, strict=False)) and seen[-1] < size

@@ -714,6 +714,23 @@ class FlowTable:
         if self._count & 0xFFF == 0:
             self._expire()
 
+    def take(
+        self,
+        time: float,
+        proto: int,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        flags: int,
+        seq: int,
+        payload: bytes,
+    ) -> bool:
+        """:meth:`packet`, as the capture reader's lane (capture.Lane): True when output waits in
+        :meth:`drain`."""
+        self.packet(time, proto, src, dst, sport, dport, flags, seq, payload)
+        return bool(self._out)
+
     def _tcp_packet(
         self, src: bytes, dst: bytes, sport: int, dport: int, flags: int, seq: int, payload: bytes
     ) -> None:

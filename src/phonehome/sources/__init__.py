@@ -35,6 +35,7 @@ SECRETS_TLS_KEY_LOG = 0x544C534B  # 'TLSK': an NSS key log (pcapng §4.8, Decryp
 # Formats read packet by packet, which TLS secrets can decrypt.
 PACKET_FORMATS = frozenset({"pcap", "pcapng"})
 _MAX_BAD_LINE_NOTICES = 10
+_PROGRESS_STEP = 1 << 20  # bytes of capture between two progress reports
 
 
 def _secrets_notices(path: str, event: capture.Secrets, keys: KeyStore) -> Iterator[Notice]:
@@ -51,21 +52,6 @@ def _secrets_notices(path: str, event: capture.Secrets, keys: KeyStore) -> Itera
         yield Notice(path, f"TLS key log in a secrets block: {more} more bad lines skipped", event.offset)
 
 
-def feed_packet(table: FlowTable, event: capture.Packet) -> None:
-    """One decoded packet of a capture into the flow table."""
-    table.packet(
-        event.time,
-        event.proto,
-        event.src,
-        event.dst,
-        event.sport,
-        event.dport,
-        event.flags,
-        event.seq,
-        event.payload,
-    )
-
-
 def read_packets(
     path: str,
     progress: Progress | None = None,
@@ -79,20 +65,19 @@ def read_packets(
     for this file only.
     """
     table = FlowTable(path, Limits(), keys.copy() if keys is not None else KeyStore())
-    count = 0
-    # The table is the reader's fast lane: packets that cannot change what a flow yields (most of
-    # the server's, and bare ACKs) are passed over undecoded, no Packet built for them.
+    reported = 0
+    # The table is the reader's lane: the reader hands it every packet it decodes, and passes over
+    # undecoded those that cannot change what a flow yields (most of the server's, bare ACKs). It
+    # yields a Flush when the table has output, and the capture's notices and secrets.
     for event in capture.read_capture(path, lane=table, handle=handle):
-        if isinstance(event, capture.Packet):
-            feed_packet(table, event)
-            count += 1
-            if progress is not None and count & 0x3FF == 0:
-                progress(event.offset)
+        if isinstance(event, capture.Flush):
+            if progress is not None and event.offset - reported >= _PROGRESS_STEP:
+                reported = event.offset
+                progress(reported)
         elif isinstance(event, Notice):
             yield event
         elif isinstance(event, capture.Secrets):
             yield from _secrets_notices(path, event, table.keys)
-        # A capture.Flush only asks for what the table holds.
         yield from table.drain()
     table.finish()
     yield from table.drain()

@@ -31,8 +31,8 @@ from phonehome.errors import InputError
 from phonehome.model import Notice
 from phonehome.quickinit import quick_init
 
-_walk_pcap: Callable[..., tuple[int, int, int, int, Any]] | None
-_walk_pcapng: Callable[..., tuple[int, int, int, int, Any]] | None
+_walk_pcap: Callable[..., tuple[int, int, int, int]] | None
+_walk_pcapng: Callable[..., tuple[int, int, int, int]] | None
 try:  # the optional C fast lane (setup.py); without it the same walks run in Python
     from phonehome._lane import walk_pcap as _walk_pcap
     from phonehome._lane import walk_pcapng as _walk_pcapng
@@ -80,16 +80,22 @@ class Secrets:
 
 @dataclass(frozen=True, slots=True)
 class Flush:
-    """Packets the reader passed over through its :class:`Lane` left output in the lane's owner."""
+    """Packets the reader passed over or handed to its :class:`Lane` left output in the lane's owner."""
 
-    offset: int  # of the record (pcap) of the packet after which the output waits
+    offset: int  # of the record (pcap) or block (pcapng) of the packet after which the output waits
 
 
 Event = Packet | Secrets | Notice | Flush
 
 
 class Lane(Protocol):
-    """Lets the reader pass over, undecoded, IPv4 TCP packets that cannot change what a flow yields.
+    """Takes the packets the reader decodes, and lets it pass over, undecoded, IPv4 TCP packets that
+    cannot change what a flow yields.
+
+    A reader with a lane yields no :class:`Packet`: it hands each packet it decodes to :meth:`take`
+    as it reaches it, and when that returns True (the lane's owner has output to hand on), yields a
+    :class:`Flush`. The C walk (``phonehome._lane``) decodes plain IPv4 packets and calls ``take``
+    itself, without returning to Python between packets.
 
     ``lanes`` maps the 12 bytes of an IPv4 TCP packet's addresses and ports (source address,
     destination address, source port, destination port, as on the wire) to the owner's flow and
@@ -109,6 +115,21 @@ class Lane(Protocol):
 
     def passable(self) -> int:
         """How many packets may be passed over in one run before :meth:`pass_over` is called."""
+        ...
+
+    def take(
+        self,
+        time: float,
+        proto: int,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        flags: int,
+        seq: int,
+        payload: bytes,
+    ) -> bool:
+        """A decoded packet (the fields of :class:`Packet` but its offset); True when output waits."""
         ...
 
 
@@ -357,10 +378,9 @@ def _lane_flow(buf: bytes, frame: int, frame_end: int, link: _LaneLink, lanes: d
 
 
 # Why the C walk stopped: the record at its position is not whole yet, or is for the Python loop
-# to read; or pass_over returned True; or it decoded a packet.
+# to read; or pass_over or take returned True.
 _LANE_NEED_BYTES: Final = 0
 _LANE_FLUSHED: Final = 2
-_LANE_DECODED: Final = 3  # a plain IPv4 TCP/UDP packet, decoded: the arguments of Packet
 
 
 def decode_frame(linktype: int, frame: bytes) -> Decoded | None:
@@ -672,14 +692,15 @@ class CaptureReader:
         lane = self._lane
         lanes = lane.lanes if lane is not None else None
         pass_over = lane.pass_over if lane is not None else None
+        take = lane.take if lane is not None else None
         link = _LANE_LINKS.get(decode) if decode is not None else None
         if link is None:
             lanes = None
         else:
             lane_ip, etype_off = link[1], link[3]
         # The C walk (phonehome._lane) passes over what the loop below would, the same way, decodes
-        # plain IPv4 TCP and UDP packets as the decoders would, and stops at the first record this
-        # loop must read itself.
+        # plain IPv4 TCP and UDP packets as the decoders would and hands them to the lane, and stops
+        # at the first record this loop must read itself.
         walk = None
         if lane is not None and link is not None and decode is not None and _walk_pcap is not None:
             walk, walk_lanes, walk_pass_over, walk_passable = (
@@ -691,7 +712,7 @@ class CaptureReader:
             big = self._order == ">"
         while end - pos >= hlen:
             if walk is not None:
-                pos, walked, stop, at, fields = walk(
+                pos, walked, stop, at = walk(
                     buf,
                     pos,
                     end,
@@ -705,15 +726,10 @@ class CaptureReader:
                     walk_pass_over,
                     walk_passable,
                     -1 if last_sec is None else last_sec,
-                    base,
+                    take,
                 )
                 if walked >= 0:
                     last_sec = walked
-                if stop == _LANE_DECODED:
-                    self._pos = pos
-                    self._last_sec = last_sec
-                    yield packet(*fields)
-                    continue
                 if stop == _LANE_FLUSHED:
                     self._pos = pos
                     self._last_sec = last_sec
@@ -761,8 +777,10 @@ class CaptureReader:
                     self._last_sec = sec
                     if isinstance(result, str):
                         yield Notice(self._source, f"frame skipped: {result}", base + pos)
-                    else:
+                    elif take is None:
                         yield packet(sec + frac / div, base + pos, *result)
+                    elif take(sec + frac / div, *result):
+                        yield Flush(base + pos)
             pos = nxt
         self._pos = pos
         self._last_sec = last_sec
@@ -844,19 +862,16 @@ class CaptureReader:
         lane = self._lane
         lanes = lane.lanes if lane is not None else None
         pass_over = lane.pass_over if lane is not None else None
+        take = lane.take if lane is not None else None
         # The C walk (phonehome._lane) takes the EPBs the loop below would take, the same way.
         walk = _walk_pcapng if lane is not None else None
         big = self._order == ">"
         while end - pos >= 12:
             if walk is not None:
                 assert lane is not None
-                pos, _sec, stop, at, fields = walk(
-                    buf, pos, end, big, self._walk_links, _MAX_BLOCK, lanes, pass_over, lane.passable, base
+                pos, _sec, stop, at = walk(
+                    buf, pos, end, big, self._walk_links, _MAX_BLOCK, lanes, pass_over, lane.passable, take
                 )
-                if stop == _LANE_DECODED:
-                    self._pos = pos
-                    yield packet(*fields)
-                    continue
                 if stop == _LANE_FLUSHED:
                     self._pos = pos
                     yield Flush(base + at)
@@ -899,10 +914,13 @@ class CaptureReader:
                         result = decode(buf, pos + 28, pos + 28 + caplen)
                         if result is not None:
                             self._pos = nxt
+                            time = ((high << 32) | low) / units + tsoffset
                             if isinstance(result, str):
                                 yield Notice(self._source, f"frame skipped: {result}", base + pos)
-                            else:
-                                yield packet(((high << 32) | low) / units + tsoffset, base + pos, *result)
+                            elif take is None:
+                                yield packet(time, base + pos, *result)
+                            elif take(time, *result):
+                                yield Flush(base + pos)
                     pos = nxt
                     continue
             self._pos = nxt
