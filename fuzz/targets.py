@@ -132,13 +132,13 @@ def fuzz_capture(data: bytes) -> None:
 def fuzz_flows(data: bytes) -> None:
     """The whole packet path: capture reader, TCP reassembly, every protocol reader, exchanges."""
     from phonehome.protocols.flows import FlowTable, Limits
-    from phonehome.sources import feed_packet
     from phonehome.sources.capture import Packet
 
     table = FlowTable("fuzz", Limits(max_flows=64, max_stream_buffer=64 << 10))
-    for event in _capture_events(data):
+    for event in _capture_events(data):  # read without a lane: every packet decoded is yielded
         if isinstance(event, Packet):
-            feed_packet(table, event)
+            e = event
+            table.packet(e.time, e.proto, e.src, e.dst, e.sport, e.dport, e.flags, e.seq, e.payload)
             table.drain()
     table.finish()
     table.drain()
@@ -147,17 +147,14 @@ def fuzz_flows(data: bytes) -> None:
 def _lane_outputs(data: bytes) -> list[object]:
     """What a flow table makes of a capture read through its fast lane (see sources.capture.Lane)."""
     from phonehome.protocols.flows import FlowTable, Limits
-    from phonehome.sources import feed_packet
-    from phonehome.sources.capture import CaptureReader, Flush, Packet
+    from phonehome.sources.capture import CaptureReader, Flush
 
     table = FlowTable("fuzz", Limits(max_flows=64, max_stream_buffer=64 << 10))
     reader = CaptureReader("fuzz", table)
     out: list[object] = []
 
     def drain() -> None:
-        for event in reader.events():
-            if isinstance(event, Packet):
-                feed_packet(table, event)
+        for event in reader.events():  # the packets go to the table, its lane
             if not isinstance(event, Flush):
                 out.append(event)
             out.extend(table.drain())

@@ -6,7 +6,7 @@
  * knows (see capture.Lane), calls the lane's pass_over(flow, time) without building any Python
  * object for the packet beyond its 12-byte address key and its timestamp. A plain IPv4 TCP or UDP
  * packet the lane does not pass over is decoded here as capture._ip4 and _tcp/_udp would decode
- * it, and handed to the lane's take(...) without returning to Python in between. Anything else (a
+ * it, and handed to the lane's packet(...) without returning to Python in between. Anything else (a
  * record not whole yet, one longer than the limit, damage, IPv6, VLAN tags, fragments) is handed
  * back undecoded for the Python decoders and their notices.
  *
@@ -161,9 +161,9 @@ room(PyObject *passable)
 }
 
 /* A plain IPv4 TCP or UDP frame whose IPv4 header starts at `ip`, decoded as capture._ip4 and
- * capture._tcp or _udp decode it, handed to the lane's take(time, proto, src, dst, sport, dport,
- * flags, seq, payload). Returns 2 when take answered true (output waits), 1 when false, 0 when the
- * frame is not that plain (Python reads it, with its notices), -1 on a Python error. */
+ * capture._tcp or _udp decode it, handed to `take`, the lane's packet(time, proto, src, dst, sport,
+ * dport, flags, seq, payload). Returns 2 when it answered true (output waits), 1 when false, 0
+ * when the frame is not that plain (Python reads it, with its notices), -1 on a Python error. */
 static int
 take_record(const unsigned char *b, Py_ssize_t ip, Py_ssize_t nxt, double time, PyObject *take)
 {
@@ -234,7 +234,7 @@ typedef struct {
 } Walk;
 
 /* One whole record, from `pos` to `nxt`, whose frame holds an IPv4 header from `ip` to at most
- * `frame_end`: passed over into the run, or decoded and handed to the lane's take, or left to
+ * `frame_end`: passed over into the run, or decoded and handed to the lane's packet, or left to
  * Python. Returns 1 to go on with the record at *pos (moved to `nxt`), 0 to stop (w->stop set), -1
  * on a Python error. */
 static int
@@ -345,13 +345,13 @@ PyDoc_STRVAR(walk_pcap_doc,
 "``hlen``: record header length (16, or 24 for the modified format); ``big``: header byte order;\n"
 "``div``: timestamp fraction units per second; ``limit``: longest captured length taken;\n"
 "``ip_off``: offset of the IPv4 header in the frame; ``etype_off``: offset of the 16-bit\n"
-"ethertype that must read 0x0800, or -1 for raw IP; ``lanes``, ``pass_over``, ``passable`` and\n"
-"``take``: the lane's (see capture.Lane; runs of one flow are handed on in one call, each plain\n"
-"IPv4 TCP or UDP packet not passed over is decoded and taken); ``last_sec``: the last record's\n"
-"seconds (-1: none).\n\n"
+"ethertype that must read 0x0800, or -1 for raw IP; ``lanes``, ``pass_over`` and ``passable``:\n"
+"the lane's (see capture.Lane; runs of one flow are handed on in one call); ``last_sec``: the\n"
+"last record's seconds (-1: none); ``take``: the lane's packet method, which each plain IPv4\n"
+"TCP or UDP packet not passed over is decoded for and handed to.\n\n"
 "Returns ``(pos, last_sec, stop, at)``: where the walk stopped, the seconds of the last record\n"
-"read, why it stopped (0: the record at pos is not whole yet; 1: the record at pos is for Python\n"
-"to read; 2: pass_over or take returned true for the record at ``at``, the last read).");
+"read, and why it stopped (0: the record at pos is not whole yet; 1: the record at pos is for\n"
+"Python to read; 2: pass_over or take returned true for the record at ``at``, the last read).");
 
 static PyObject *
 walk_pcap(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)

@@ -934,12 +934,12 @@ def test_corpus_decryption_secrets() -> None:
 
 
 class _Taking:
-    """A lane's take: keeps each packet handed to it (a Packet without its offset); no output."""
+    """A lane's packet method: keeps each packet handed to it (a Packet without its offset); no output."""
 
     def __init__(self) -> None:
         self.taken: list[tuple[object, ...]] = []
 
-    def take(self, *fields: object) -> bool:
+    def packet(self, *fields: object) -> bool:
         assert len(fields) == 9
         self.taken.append(fields)
         return False
@@ -949,7 +949,7 @@ class _Taking:
 
 
 def _fields(packet: Packet) -> tuple[object, ...]:
-    """What a lane's take is given for ``packet``."""
+    """What a lane's packet method is given for ``packet``."""
     return tuple(getattr(packet, f.name) for f in dataclasses.fields(Packet) if f.name != "offset")
 
 
@@ -1234,13 +1234,13 @@ def test_c_pcapng_walk_refuses_arguments_outside_its_buffer_and_malformed_links(
         {},
         lambda _f, _t, _n: False,
         lambda: 1,
-        taking.take,
+        taking.packet,
     )
     assert walk(*ok)[:3] == (len(block), -1, 0)  # taken, no output: on to the end of buf
     assert taking.times() == [1.5]
     output = _Taking()
-    output.take = lambda *fields: True  # type: ignore[method-assign]
-    assert walk(*ok[:9], output.take) == (len(block), -1, 2, 0)  # output waits after the block at 0
+    output.packet = lambda *fields: True  # type: ignore[method-assign]
+    assert walk(*ok[:9], output.packet) == (len(block), -1, 2, 0)  # output waits after the block at 0
     assert walk(block, 0, len(block) - 1, *ok[3:])[2] == 0  # not whole yet
     assert walk(block, *ok[1:4], (None,), *ok[5:])[2] == 1  # an interface the lane does not read
     assert walk(block, *ok[1:4], (), *ok[5:])[2] == 1  # no such interface

@@ -704,7 +704,9 @@ class FlowTable:
         flags: int,
         seq: int,
         payload: bytes,
-    ) -> None:
+    ) -> bool:
+        """One decoded packet, in capture order: True when output waits in :meth:`drain`. (The
+        capture reader, whose lane the table is, hands it every packet it decodes: capture.Lane.)"""
         self._now = time
         if proto == TCP:
             self._tcp_packet(src, dst, sport, dport, flags, seq, payload)
@@ -713,22 +715,6 @@ class FlowTable:
         self._count += 1
         if self._count & 0xFFF == 0:
             self._expire()
-
-    def take(
-        self,
-        time: float,
-        proto: int,
-        src: bytes,
-        dst: bytes,
-        sport: int,
-        dport: int,
-        flags: int,
-        seq: int,
-        payload: bytes,
-    ) -> bool:
-        """:meth:`packet`, as the capture reader's lane (capture.Lane): True when output waits in
-        :meth:`drain`."""
-        self.packet(time, proto, src, dst, sport, dport, flags, seq, payload)
         return bool(self._out)
 
     def _tcp_packet(

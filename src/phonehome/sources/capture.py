@@ -92,9 +92,9 @@ class Lane(Protocol):
     """Takes the packets the reader decodes, and lets it pass over, undecoded, IPv4 TCP packets that
     cannot change what a flow yields.
 
-    A reader with a lane yields no :class:`Packet`: it hands each packet it decodes to :meth:`take`
+    A reader with a lane yields no :class:`Packet`: it hands each packet it decodes to :meth:`packet`
     as it reaches it, and when that returns True (the lane's owner has output to hand on), yields a
-    :class:`Flush`. The C walk (``phonehome._lane``) decodes plain IPv4 packets and calls ``take``
+    :class:`Flush`. The C walk (``phonehome._lane``) decodes plain IPv4 packets and calls ``packet``
     itself, without returning to Python between packets.
 
     ``lanes`` maps the 12 bytes of an IPv4 TCP packet's addresses and ports (source address,
@@ -117,7 +117,7 @@ class Lane(Protocol):
         """How many packets may be passed over in one run before :meth:`pass_over` is called."""
         ...
 
-    def take(
+    def packet(
         self,
         time: float,
         proto: int,
@@ -378,7 +378,7 @@ def _lane_flow(buf: bytes, frame: int, frame_end: int, link: _LaneLink, lanes: d
 
 
 # Why the C walk stopped: the record at its position is not whole yet, or is for the Python loop
-# to read; or pass_over or take returned True.
+# to read; or the lane's pass_over or packet returned True.
 _LANE_NEED_BYTES: Final = 0
 _LANE_FLUSHED: Final = 2
 
@@ -692,7 +692,7 @@ class CaptureReader:
         lane = self._lane
         lanes = lane.lanes if lane is not None else None
         pass_over = lane.pass_over if lane is not None else None
-        take = lane.take if lane is not None else None
+        take = lane.packet if lane is not None else None
         link = _LANE_LINKS.get(decode) if decode is not None else None
         if link is None:
             lanes = None
@@ -862,7 +862,7 @@ class CaptureReader:
         lane = self._lane
         lanes = lane.lanes if lane is not None else None
         pass_over = lane.pass_over if lane is not None else None
-        take = lane.take if lane is not None else None
+        take = lane.packet if lane is not None else None
         # The C walk (phonehome._lane) takes the EPBs the loop below would take, the same way.
         walk = _walk_pcapng if lane is not None else None
         big = self._order == ">"
