@@ -69,6 +69,11 @@ class Place:
     radius_m: float
 
 
+# A row of an IdentifierTable: its ASCII JSON array, read without json.loads' checks of the
+# text's encoding and surrounding whitespace (a third of the cost of making an identifier).
+_row = json.JSONDecoder().raw_decode
+
+
 class IdentifierTable(Sequence[Identifier]):
     """Identifiers kept as rows of JSON text, each made into an :class:`Identifier` when first used.
 
@@ -116,7 +121,7 @@ class IdentifierTable(Sequence[Identifier]):
             made = self._made.get(index)
             if made is None:
                 row = self._rows[self._offsets[index] : self._offsets[index + 1]]
-                made = self._made[index] = Identifier(*json.loads(bytes(row)))
+                made = self._made[index] = Identifier(*_row(bytes(row).decode("ascii"))[0])
         return made
 
     def __iter__(self) -> Iterator[Identifier]:

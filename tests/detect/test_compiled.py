@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from array import array
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,8 @@ def same_answers(table: CompiledNeedles, needle_set: NeedleSet) -> None:
     index = grouped(needle_set)
     assert table.patterns() == list(index)
     for pid, pattern in enumerate(index):
-        assert table.pattern(pid) == pattern and table.length(pid) == len(pattern)
-        assert table.needles(pid) == index[pattern]
+        needles = index[pattern]
+        assert table.matched(pid) == (pattern, tuple(n[:3] for n in needles), needles[0][3])
     assert table.digest_count == sum(
         len(v) if isinstance(v, list) else 1 for v in needle_set.digests.values()
     )
@@ -123,3 +124,29 @@ def test_the_engine_key_names_the_patterns_unless_one_holds_a_nul() -> None:
 def test_small_profiles_are_not_cached(tmp_path: Path) -> None:
     load_needles(IDENTIFIERS, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_digest_spanning_two_neighbours_in_its_bucket_is_not_taken_for_one() -> None:
+    # Three sorted 16-byte digests of one bucket (leading bytes 00 00): the third also appears,
+    # misaligned, across the end of the first and the start of the second.
+    first = b"\0\0\0\0" + b"C" * 12
+    second = b"\0\0\0\1" + b"D" * 12
+    third = first[2:] + second[:2]
+    assert first < second < third and (first + second).find(third) == 2
+    directory = array("Q", [0] + [3] * (1 << 16))
+    digests = {16: (first + second + third, array("Q", [7 * 4096, 8 * 4096, 9 * 4096]), directory)}
+    table = CompiledNeedles(
+        b"",
+        array("Q", [0]),
+        array("Q", [0]),
+        array("I"),
+        array("H"),
+        b"",
+        [],
+        [("hex", "md5")],
+        digests,
+        None,
+    )
+    assert table.digest_entries(third) == [(9, "hex", "md5")]
+    assert table.digest_entries(first) == [(7, "hex", "md5")]
+    assert table.digest_entries(first[:15] + b"X") == []

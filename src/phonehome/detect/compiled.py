@@ -20,7 +20,6 @@ import json
 import mmap
 import sys
 from array import array
-from bisect import bisect_left
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -93,20 +92,15 @@ class CompiledNeedles:
         data, offsets = bytes(self._patterns), self._offsets
         return [data[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
 
-    def pattern(self, pid: int) -> bytes:
-        return bytes(self._patterns[self._offsets[pid] : self._offsets[pid + 1]])
-
-    def length(self, pid: int) -> int:
-        return self._offsets[pid + 1] - self._offsets[pid]
-
-    def needles(self, pid: int) -> list[tuple[int, str, str, bool]]:
-        """(identifier, form, encoding, boundary) of each needle of pattern ``pid``, in profile order."""
-        labels = self._labels
-        out = []
-        for n in range(self._groups[pid], self._groups[pid + 1]):
-            form, encoding = labels[self._codes[n]]
-            out.append((self._idents[n], form, encoding, bool(self._bounds[n])))
-        return out
+    def matched(self, pid: int) -> tuple[bytes, tuple[tuple[int, str, str], ...], bool]:
+        """What a match of pattern ``pid`` needs, each array read once: the pattern, the
+        (identifier, form, encoding) of its needles in profile order, and whether the first is
+        bounded. A pattern is looked up on its first match; the arrays are far apart in memory."""
+        idents, codes, labels = self._idents, self._codes, self._labels
+        lo, hi = self._groups[pid], self._groups[pid + 1]
+        found = tuple((idents[n], *labels[codes[n]]) for n in range(lo, hi))
+        start, stop = self._offsets[pid], self._offsets[pid + 1]
+        return bytes(self._patterns[start:stop]), found, bool(self._bounds[lo])
 
     def digest_entries(self, digest: bytes) -> list[tuple[int, str, str]]:
         """(identifier, form, digest encoding) of every needle whose digest is ``digest``, in order."""
@@ -119,15 +113,22 @@ class CompiledNeedles:
         lo, hi = directory[bucket], directory[bucket + 1]
         if lo == hi:
             return []
-        view = _Keys(keys, size)
-        i = bisect_left(view, digest, lo, hi)
+        # The bucket's digests (a few: a directory entry per two leading bytes), searched at once;
+        # equal digests are next to each other, the first found first.
+        block = bytes(keys[lo * size : hi * size])
+        at = block.find(digest)
+        while at > 0 and at % size:
+            at = block.find(digest, at + 1)
+        if at < 0:
+            return []
         out = []
         labels = self._digest_labels
-        while i < hi and view[i] == digest:
+        for i in range(lo + at // size, hi):
+            if block[(i - lo) * size : (i - lo + 1) * size] != digest:
+                break
             ident, code = divmod(values[i], _LABELS)
             form, encoding = labels[code]
             out.append((ident, form, encoding))
-            i += 1
         return out
 
     # -- on disk -----------------------------------------------------------------------------------
@@ -217,22 +218,6 @@ _TYPECODES: dict[str, Literal["Q", "I", "H"]] = {
 }
 _Ints: TypeAlias = "array[int] | memoryview"
 _Bytes: TypeAlias = "bytes | memoryview"
-
-
-class _Keys:
-    """The sorted digests of one size as a sequence, for bisect, without splitting the bytes."""
-
-    __slots__ = ("_data", "_size")
-
-    def __init__(self, data: _Bytes, size: int) -> None:
-        self._data = data
-        self._size = size
-
-    def __len__(self) -> int:
-        return len(self._data) // self._size
-
-    def __getitem__(self, i: int) -> bytes:
-        return bytes(self._data[i * self._size : (i + 1) * self._size])
 
 
 def compile_needles(identifiers: Sequence[IdentifierLike]) -> CompiledNeedles:

@@ -241,10 +241,9 @@ class Detector:
             self._walk(view, (*chain, layer), depth + 1, budget, found, seen if layer in IN_PLACE else None)
 
     def _entry(self, pid: int) -> _Matched:
-        needles = self.needles.needles(pid)
-        before, after = _edge_class(self.needles.pattern(pid))
-        found = tuple((ident, form, encoding) for ident, form, encoding, _bounded in needles)
-        return self.needles.length(pid), before, after, needles[0][3], found
+        pattern, found, bounded = self.needles.matched(pid)
+        before, after = _edge_class(pattern)
+        return len(pattern), before, after, bounded, found
 
     def _scan_view(self, data: bytes, chain: tuple[str, ...], b64: Runs) -> list[Hit]:
         if not data:
