@@ -301,3 +301,20 @@ def test_agrees_with_dpkt_on_real_captures() -> None:
             checked += 1
     # android.pcap and iphone.pcap hold 80 DNS packets between them; the others hold none.
     assert checked >= 70
+
+
+def test_a_message_read_before_under_another_id_is_the_same_message_with_its_own_id() -> None:
+    from phonehome.protocols import dns
+
+    query = question(wire_name(b"again", b"example"))
+    first, second = parse_dns(header(ident=5, qd=1) + query), parse_dns(header(ident=6, qd=1) + query)
+    assert (first.id, second.id) == (5, 6)
+    assert first.queries == second.queries == (("again.example", 1),)
+    assert parse_dns(header(ident=5, qd=1) + query) is first  # the very message, as read before
+    damaged = header(ident=9, qd=1) + query[:-3]
+    for _ in range(2):  # never remembered: refused every time
+        with pytest.raises(InputError):
+            parse_dns(damaged)
+    for i in range(dns._SEEN_MAX + 10):  # the memory of messages read is bounded
+        parse_dns(header(ident=i & 0xFFFF, qd=1) + question(wire_name(b"n%d" % i, b"example")))
+    assert len(dns._SEEN) <= dns._SEEN_MAX
