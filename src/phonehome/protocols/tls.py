@@ -147,6 +147,8 @@ def _supported_versions(found: _Found, data: bytes) -> None:
     found.versions = struct.unpack(f"!{len(raw) // 2}H", raw)
 
 
+_EXTENSION_HEAD = struct.Struct("!HH")  # extension type, length of its data
+
 _EXTENSIONS: dict[int, Callable[[_Found, bytes], None]] = {
     EXT_SERVER_NAME: _server_name,
     EXT_ALPN: _alpn,
@@ -169,17 +171,23 @@ def parse_client_hello(body: bytes, offset: int = 0) -> ClientHello:
     found = _Found()
     # Extensions may be absent altogether (SSL 3.0 and early TLS clients).
     if hello.remaining:
-        extensions = _Cursor(hello.vector(2), "ClientHello extensions")
+        extensions = hello.vector(2)
         hello.end()
         seen: set[int] = set()
-        while extensions.remaining:
-            ext_type = extensions.uint(2)
-            ext_data = extensions.vector(2)
+        # Each extension's type and length, read in one step: a phone's hello has a score of them.
+        pos, size = 0, len(extensions)
+        while pos < size:
+            if size - pos < 4:
+                raise InputError("ClientHello extensions cut off")
+            ext_type, length = _EXTENSION_HEAD.unpack_from(extensions, pos)
+            start, pos = pos + 4, pos + 4 + length
+            if pos > size:
+                raise InputError("ClientHello extensions cut off")
             handler = _EXTENSIONS.get(ext_type)
             # A repeated extension is a protocol error (RFC 8446 §4.2); the first one is kept.
             if handler is not None and ext_type not in seen:
                 seen.add(ext_type)
-                handler(found, ext_data)
+                handler(found, extensions[start:pos])
     real_versions = [v for v in found.versions if not _is_grease(v)]
     return ClientHello(
         version=max(real_versions) if real_versions else legacy_version,
