@@ -9,7 +9,7 @@ holds. All ratios are taken in the same run, on the same machine and files:
 - identifiers: the same audit of a quarter-size capture with 50,000 contacts and with 10;
 - size: the cost of each added MB between a 1 MB cut and a quarter of the main size, against
   between a quarter and the whole (linear when equal; the three sizes run in turn, in at least
-  five rounds), and peak RSS; with BENCH_FULL=1 also a 4 GiB capture, the size the memory
+  nine rounds), and peak RSS; with BENCH_FULL=1 also a 4 GiB capture, the size the memory
   target names;
 - processes: ``audit -j 2`` against ``-j 1`` on four captures of the main size;
 - pcapng: the quarter-size capture written as pcapng by editcap (when installed), against the
@@ -274,14 +274,18 @@ def main() -> None:
     # of the main size as from a quarter to the whole (the start-up every run pays cancels out of
     # both). Both spans are hundreds of MB, so that a tenth of a second of noise moves the ratio by
     # a few per cent, not by half. In CPU time (the wall clock of a shared machine adds other
-    # processes' share). The three sizes run in turn, in at least five rounds (see timed_rounds),
+    # processes' share). The three sizes run in turn, in at least nine rounds (see timed_rounds),
     # and each size's fastest run counts, as everywhere here: the machine only ever slows a run
     # down, by a third at times, so one slow run of one size (which a single round's ratio, or a
-    # median of three, would take in) says nothing of the code. Each round's ratio is printed too.
+    # median of three, would take in) says nothing of the code. Nine, because a quiet spell long
+    # enough for the whole capture's run comes less often than one for the quarter's: with five,
+    # the larger span's fastest run was the slower of the two by up to a tenth (the instructions
+    # per added MB, counted by callgrind, are the same for both spans). Each round's ratio is
+    # printed too.
     small = _small(quarter)
     s_runs, q_runs, w_runs = timed_rounds(
         [audit_cmd([small], device), audit_cmd([quarter], device), audit_cmd([main_capture], device)],
-        max(REPEAT, 5),
+        max(REPEAT, 9),
     )
     q_run = fastest(q_runs)
     small_mb = megabytes([small])
