@@ -189,13 +189,24 @@ def lines(result: AuditResult) -> Iterator[str]:
 
 
 def write(result: AuditResult, out: BinaryIO) -> None:
-    """:func:`lines` written to ``out`` as UTF-8; what workers wrote out is copied as it is."""
+    """:func:`lines` written to ``out`` as UTF-8, a few hundred pieces (findings, mostly) at a
+    time; what workers wrote out is copied as it is."""
+    batch: list[str] = []
     for piece in _pieces(result):
         if isinstance(piece, str):
-            out.write(piece.encode("utf-8"))
+            batch.append(piece)
+            if len(batch) >= _BATCH:
+                out.write("".join(batch).encode("utf-8"))
+                batch.clear()
         else:
+            out.write("".join(batch).encode("utf-8"))
+            batch.clear()
             with open(piece, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
+    out.write("".join(batch).encode("utf-8"))
+
+
+_BATCH = 256  # pieces of text encoded and written at once
 
 
 def _pieces(result: AuditResult) -> Iterator[str | Path]:
