@@ -7,10 +7,11 @@ holds. All ratios are taken in the same run, on the same machine and files:
   BENCH_CONTACTS-contact profile (default 10,000; every encoding on), in MB/s, and beside
   ``tshark -r FILE -T fields -e http.host -e http.request.uri`` on the same file;
 - identifiers: the same audit of a quarter-size capture with 50,000 contacts and with 10;
-- size: the cost of each added MB between a 1 MB cut and a quarter of the main size, against
-  between a quarter and the whole (linear when equal; the three sizes run in turn, in at least
-  nine rounds), and peak RSS; with BENCH_FULL=1 also a 4 GiB capture, the size the memory
-  target names;
+- size: the CPU time per MB in the last three quarters of the main capture against its first
+  quarter (linear when equal), from 16 MB segments of three runs (the audit notes its CPU time at
+  each progress report); for information, the same from whole runs of a 1 MB cut, a quarter and
+  the whole; and peak RSS; with BENCH_FULL=1 also a 4 GiB capture, the size the memory target
+  names;
 - processes: ``audit -j 2`` against ``-j 1`` on four captures of the main size;
 - pcapng: the quarter-size capture written as pcapng by editcap (when installed), against the
   same packets in classic pcap (a figure, no target).
@@ -25,9 +26,11 @@ Generated files are kept in bench/out/ between runs. BENCH_TLS_MB sizes the TLS 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -270,22 +273,36 @@ def main() -> None:
     measured = f"{ratio:.2f}x (CPU: {many_run.cpu / few_run.cpu:.2f}x)"
     table.add("50,000 vs 10 contacts, time", measured, "<= 1.5x", ratio <= 1.5)
 
-    # Linear in size: each added MB costs the same from a 1 MB cut (start-up, mostly) to a quarter
-    # of the main size as from a quarter to the whole (the start-up every run pays cancels out of
-    # both). Both spans are hundreds of MB, so that a tenth of a second of noise moves the ratio by
-    # a few per cent, not by half. In CPU time (the wall clock of a shared machine adds other
-    # processes' share). The three sizes run in turn, in at least nine rounds (see timed_rounds),
-    # and each size's fastest run counts, as everywhere here: the machine only ever slows a run
-    # down, by a third at times, so one slow run of one size (which a single round's ratio, or a
-    # median of three, would take in) says nothing of the code. Nine, because a quiet spell long
-    # enough for the whole capture's run comes less often than one for the quarter's: with five,
-    # the larger span's fastest run was the slower of the two by up to a tenth (the instructions
-    # per added MB, counted by callgrind, are the same for both spans). Each round's ratio is
-    # printed too.
+    # Linear in size: each added MB costs the same at the end of the main capture as at its start.
+    # Measured inside runs of the whole capture: the audit (as the command runs it, in a process of
+    # its own) notes its CPU time at each progress report, about once a MB, and each 16 MB segment's
+    # cost per MB is taken; the median over the segments past a quarter of the file is compared
+    # with the median over those before it (the first 8 MB, where caches fill, left out). Medians of
+    # a few dozen segments of three runs: a slow spell of the machine (it slows a run by a third at
+    # times) moves a few segments, not the median. Comparing whole runs of different sizes instead
+    # (below, for information) takes in the start-up, the report and the chance that a long run
+    # catches a slow spell a short one missed.
+    early, late = [], []
+    for _ in range(3):
+        for start, end, cost in segments(main_capture, device):
+            if start >= 8 * MB:
+                (early if end <= main_capture.stat().st_size // 4 else late).append(cost)
+    low, high = statistics.median(early), statistics.median(late)
+    ratio = high / low
+    print(
+        f"{n_contacts:,} contacts, CPU per MB within runs of {mb:,.0f} MB, median of 16 MB segments: "
+        f"{low * 1000:.2f} ms in its first quarter ({len(early)} segments), {high * 1000:.2f} ms "
+        f"after ({len(late)}); segments from {min(early + late) * 1000:.2f} to "
+        f"{max(early + late) * 1000:.2f} ms"
+    )
+    table.add(
+        "CPU per added MB, large vs small", f"{ratio:.2f}x (within runs)", "<= 1.1x (linear)", ratio <= 1.1
+    )
+    # For information: whole runs of three sizes, in turn, each size's fastest of five rounds.
     small = _small(quarter)
     s_runs, q_runs, w_runs = timed_rounds(
         [audit_cmd([small], device), audit_cmd([quarter], device), audit_cmd([main_capture], device)],
-        max(REPEAT, 9),
+        max(REPEAT, 5),
     )
     q_run = fastest(q_runs)
     small_mb = megabytes([small])
@@ -294,17 +311,17 @@ def main() -> None:
         low = (quarter_cpu - small_cpu) / (quarter_mb - small_mb)
         return low, (main_cpu - quarter_cpu) / (mb - quarter_mb)
 
-    rounds = [slopes(s.cpu, q.cpu, w.cpu) for s, q, w in zip(s_runs, q_runs, w_runs, strict=True)]
+    rounds = sorted(
+        hi / lo
+        for lo, hi in map(slopes, (s.cpu for s in s_runs), (q.cpu for q in q_runs), (w.cpu for w in w_runs))
+    )
     low, high = slopes(*(min(r.cpu for r in runs) for runs in (s_runs, q_runs, w_runs)))
     print(
-        f"{n_contacts:,} contacts, CPU per added MB from {small_mb:,.0f} MB to {quarter_mb:,.0f} MB, "
-        f"then to {mb:,.0f} MB: {low * 1000:.2f} ms, then {high * 1000:.2f} ms (fastest runs); "
-        "by round: " + ", ".join(f"{lo * 1000:.2f} then {hi * 1000:.2f} ms" for lo, hi in rounds)
+        f"whole runs, CPU per added MB from {small_mb:,.0f} MB to {quarter_mb:,.0f} MB, "
+        f"then to {mb:,.0f} MB: "
+        f"{low * 1000:.2f} ms, then {high * 1000:.2f} ms (fastest runs: {high / low:.2f}x; "
+        f"rounds {rounds[0]:.2f}-{rounds[-1]:.2f}x)"
     )
-    ratio = high / low
-    each = sorted(hi / lo for lo, hi in rounds)
-    measured = f"{ratio:.2f}x (rounds: {each[0]:.2f}-{each[-1]:.2f}x)"
-    table.add("CPU per added MB, large vs small", measured, "<= 1.1x (linear)", ratio <= 1.1)
     # The same packets in pcapng (Wireshark's format), where editcap is at hand to write them.
     editcap = shutil.which("editcap")
     if editcap is not None:
@@ -345,6 +362,39 @@ def main() -> None:
     print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores)")
     print()
     table.print()
+
+
+# Run by segments(): the audit as `phonehome audit` runs it (its GC settings included), noting the
+# CPU time at each progress report; prints the (offset, CPU seconds) pairs.
+_SEGMENTS = """
+import json, sys, time
+from phonehome.audit import audit
+from phonehome.commands.audit import few_collections
+from phonehome.profile import load_profile
+marks = [(0, time.process_time())]
+profile = load_profile(sys.argv[2])
+with few_collections():
+    marks[0] = (0, time.process_time())
+    note = lambda at: marks.append((at, time.process_time()))
+    audit([sys.argv[1]], profile, progress=lambda path, size: note)
+print(json.dumps(marks))
+"""
+
+
+def segments(capture: Path, device: Path, width: int = 16 * MB) -> list[tuple[int, int, float]]:
+    """One audit of ``capture``: (start, end, CPU seconds per MB) of each segment of about ``width``
+    bytes, from its progress reports."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SEGMENTS, str(capture), str(device)], capture_output=True, check=True
+    )
+    marks = json.loads(out.stdout)
+    found = []
+    start, start_cpu = marks[0]
+    for at, cpu in marks[1:]:
+        if at - start >= width:
+            found.append((start, at, (cpu - start_cpu) / ((at - start) / MB)))
+            start, start_cpu = at, cpu
+    return found
 
 
 def _small(source: Path) -> Path:
