@@ -8,10 +8,10 @@ holds. All ratios are taken in the same run, on the same machine and files:
   ``tshark -r FILE -T fields -e http.host -e http.request.uri`` on the same file;
 - identifiers: the same audit of a quarter-size capture with 50,000 contacts and with 10;
 - size: the CPU time per MB in the last three quarters of the main capture against its first
-  quarter (linear when equal), from 16 MB segments of three runs (the audit notes its CPU time at
-  each progress report); for information, the same from whole runs of a 1 MB cut, a quarter and
-  the whole; and peak RSS; with BENCH_FULL=1 also a 4 GiB capture, the size the memory target
-  names;
+  quarter (linear when equal), from 16 MB segments of five runs (the audit notes its CPU time at
+  each progress report; each part's 10th percentile); for information, the same from whole runs
+  of a 1 MB cut, a quarter and the whole; and peak RSS; with BENCH_FULL=1 also a 4 GiB capture,
+  the size the memory target names;
 - processes: ``audit -j 2`` against ``-j 1`` on four captures of the main size;
 - pcapng: the quarter-size capture written as pcapng by editcap (when installed), against the
   same packets in classic pcap (a figure, no target).
@@ -276,24 +276,25 @@ def main() -> None:
     # Linear in size: each added MB costs the same at the end of the main capture as at its start.
     # Measured inside runs of the whole capture: the audit (as the command runs it, in a process of
     # its own) notes its CPU time at each progress report, about once a MB, and each 16 MB segment's
-    # cost per MB is taken; the median over the segments past a quarter of the file is compared
-    # with the median over those before it (the first 8 MB, where caches fill, left out). Medians of
-    # a few dozen segments of three runs: a slow spell of the machine (it slows a run by a third at
-    # times) moves a few segments, not the median. Comparing whole runs of different sizes instead
+    # cost per MB is taken (the first 8 MB, where caches fill, left out). This machine runs at one
+    # of two speeds for tens of seconds at a time, a third apart, so that a quarter of a run can fall
+    # in the slow one and the rest in the fast one; as everywhere here, the fast state is the code's
+    # cost: the 10th percentile of the segments of five runs in the first quarter of the file is
+    # compared with that of the segments after it. Comparing whole runs of different sizes instead
     # (below, for information) takes in the start-up, the report and the chance that a long run
     # catches a slow spell a short one missed.
     early, late = [], []
-    for _ in range(3):
+    for _ in range(5):
         for start, end, cost in segments(main_capture, device):
             if start >= 8 * MB:
                 (early if end <= main_capture.stat().st_size // 4 else late).append(cost)
-    low, high = statistics.median(early), statistics.median(late)
+    low, high = (statistics.quantiles(costs, n=10)[0] for costs in (early, late))
     ratio = high / low
     print(
-        f"{n_contacts:,} contacts, CPU per MB within runs of {mb:,.0f} MB, median of 16 MB segments: "
-        f"{low * 1000:.2f} ms in its first quarter ({len(early)} segments), {high * 1000:.2f} ms "
-        f"after ({len(late)}); segments from {min(early + late) * 1000:.2f} to "
-        f"{max(early + late) * 1000:.2f} ms"
+        f"{n_contacts:,} contacts, CPU per MB within runs of {mb:,.0f} MB, 10th percentile of 16 MB "
+        f"segments: {low * 1000:.2f} ms in its first quarter ({len(early)} segments), {high * 1000:.2f} ms "
+        f"after ({len(late)}); medians {statistics.median(early) * 1000:.2f} and "
+        f"{statistics.median(late) * 1000:.2f} ms"
     )
     table.add(
         "CPU per added MB, large vs small", f"{ratio:.2f}x (within runs)", "<= 1.1x (linear)", ratio <= 1.1
