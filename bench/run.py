@@ -372,10 +372,9 @@ import json, sys, time
 from phonehome.audit import audit
 from phonehome.commands.audit import few_collections
 from phonehome.profile import load_profile
-marks = [(0, time.process_time())]
 profile = load_profile(sys.argv[2])
 with few_collections():
-    marks[0] = (0, time.process_time())
+    marks = [(0, time.process_time())]
     note = lambda at: marks.append((at, time.process_time()))
     audit([sys.argv[1]], profile, progress=lambda path, size: note)
 print(json.dumps(marks))
